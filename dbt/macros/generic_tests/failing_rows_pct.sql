@@ -1,0 +1,40 @@
+{#
+    Percentage-threshold data-quality test.
+
+    dbt's warn_if / error_if compare a COUNT of failing rows with a constant, so a percentage cannot be
+    written there directly. This test returns one row per failing row (the row itself plus the number of
+    rows checked, `total_rows`) and sets its own thresholds:
+      warn  when any row fails                                 (count(*) > 0)
+      error when the failing share is above `error_above_pct`  (count(*) > pct / 100 * total_rows)
+    Because the error threshold is an aggregate over the returned rows, it is evaluated inside dbt's
+    standard test query (`select count(*) ..., count(*) <error_if> as should_error from (<this test>)`).
+
+    Arguments:
+      failing_when     SQL boolean expression over the model's columns; true marks a failing row.
+      error_above_pct  percentage (0.1 = 0.1 %) of checked rows above which the test errors.
+    The test's `where` config narrows the checked rows (numerator and denominator alike).
+#}
+{% test failing_rows_pct(model, failing_when, error_above_pct, column_name=none) %}
+    {{ config(
+        fail_calc='count(*)',
+        warn_if='> 0',
+        error_if='> ' ~ (error_above_pct | float) ~ ' / 100.0 * max(total_rows)',
+    ) }}
+
+    with
+
+    checked_rows as (
+        select * from {{ model }}
+    ),
+
+    totals as (
+        select count(*) as total_rows from checked_rows
+    )
+
+    select
+        checked_rows.*,
+        totals.total_rows
+    from checked_rows
+    cross join totals
+    where coalesce(({{ failing_when }}), false)
+{% endtest %}

@@ -1,0 +1,76 @@
+{#-
+    Chats by local weekday and hour of creation: a full 7 x 24 grid, empty cells included.
+    avg_chats_per_week = chats / number of dates with that weekday in the local-date span of the data
+    (first to last created_date_local, inclusive).
+-#}
+
+with
+
+chats as (
+
+    select created_at_local
+    from {{ ref('fct_chats') }}
+
+),
+
+cells as (
+
+    select
+        isodow(created_at_local) as day_of_week,
+        hour(created_at_local) as hour_of_day,
+        count(*) as chats
+    from chats
+    group by isodow(created_at_local), hour(created_at_local)
+
+),
+
+span_dates as (
+
+    select
+        cast(unnest(generate_series(
+            min(cast(created_at_local as date)), max(cast(created_at_local as date)), interval 1 day
+        )) as date) as local_date
+    from chats
+
+),
+
+weekday_occurrences as (
+
+    select
+        isodow(local_date) as day_of_week,
+        count(*) as weeks_observed
+    from span_dates
+    group by isodow(local_date)
+
+),
+
+grid as (
+
+    select
+        weekdays.day_of_week,
+        hours.hour_of_day
+    from range(1, 8) as weekdays (day_of_week)
+    cross join range(0, 24) as hours (hour_of_day)
+
+),
+
+final as (
+
+    select
+        cast(grid.day_of_week as integer) as day_of_week,
+        ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'][grid.day_of_week]
+            as day_name,
+        cast(grid.hour_of_day as integer) as hour_of_day,
+        coalesce(cells.chats, 0) as chats,
+        cast(coalesce(cells.chats, 0) as double) / weekday_occurrences.weeks_observed as avg_chats_per_week
+    from grid
+    left join cells
+        on
+            grid.day_of_week = cells.day_of_week
+            and grid.hour_of_day = cells.hour_of_day
+    left join weekday_occurrences
+        on grid.day_of_week = weekday_occurrences.day_of_week
+
+)
+
+select * from final

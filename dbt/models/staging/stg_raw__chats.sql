@@ -1,0 +1,92 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+    )
+}}
+
+{#-
+    One row per raw chats row, typed with safe casts. Append-only: each run adds only the batches that
+    are newer than the newest batch already staged (raw batches are immutable and `_batch_id` increases
+    with every load).
+-#}
+
+with
+
+source_chats as (
+
+    select
+        id,
+        chat_category_id,
+        created_at,
+        is_customer_initiated,
+        resolved_at,
+        _batch_id,
+        _source_file,
+        _source_sha256,
+        _extract_date,
+        _line_number,
+        _ingested_at
+    from {{ source('raw', 'chats') }}
+    {% if is_incremental() %}
+        where _batch_id > (select coalesce(max(staged._batch_id), -1) as max_batch_id from {{ this }} as staged)
+    {% endif %}
+
+),
+
+typed as (
+
+    select
+        {{ clean_text('id') }} as chat_id,
+        {{ clean_text('chat_category_id') }} as category_id,
+        {{ parse_boolean('is_customer_initiated') }} as is_customer_initiated,
+        {{ parse_utc_timestamp('created_at') }} as created_at_utc,
+        {{ parse_utc_timestamp('resolved_at') }} as resolved_at_utc,
+        {{ is_missing('resolved_at') }} as is_resolved_at_missing,
+        id as raw_id,
+        chat_category_id as raw_chat_category_id,
+        created_at as raw_created_at,
+        is_customer_initiated as raw_is_customer_initiated,
+        resolved_at as raw_resolved_at,
+        _batch_id,
+        _source_file,
+        _source_sha256,
+        _extract_date,
+        _line_number,
+        _ingested_at
+    from source_chats
+
+),
+
+final as (
+
+    select
+        chat_id,
+        category_id,
+        is_customer_initiated,
+        created_at_utc,
+        {{ utc_to_local('created_at_utc') }} as created_at_local,
+        resolved_at_utc,
+        {{ utc_to_local('resolved_at_utc') }} as resolved_at_local,
+        chat_id is null as is_missing_id,
+        created_at_utc is null as is_invalid_created_at,
+        resolved_at_utc is null and not is_resolved_at_missing as is_invalid_resolved_at,
+        coalesce(resolved_at_utc < created_at_utc, false) as is_resolved_before_created,
+        is_customer_initiated is null as is_invalid_is_customer_initiated,
+        raw_id,
+        raw_chat_category_id,
+        raw_created_at,
+        raw_is_customer_initiated,
+        raw_resolved_at,
+        _batch_id,
+        _source_file,
+        _source_sha256,
+        _extract_date,
+        _line_number,
+        _ingested_at
+    from typed
+
+)
+
+select * from final

@@ -1,0 +1,159 @@
+"""`chat-analytics build`: run the dbt project (models, data tests, unit tests) on a home's warehouse.
+
+dbt runs in-process through `dbtRunner`; the project and its profile live in `DBT_PROJECT_DIR` and the
+profile reads the warehouse path from `$CHAT_ANALYTICS_WAREHOUSE`, which `build` sets from the home.
+The exit code follows dbt's severities: warnings (including warn-level data-quality findings) keep it
+0; a model error, an error-severity data test failure or a failing unit test makes it 1.
+Source freshness (on `_ingested_at`) is checked after the build and reported, never fatal: stale
+raw data still gives correct marts for what was ingested.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chat_analytics.paths import DBT_PROJECT_DIR, Home, UserError
+
+log = logging.getLogger(__name__)
+
+WAREHOUSE_ENV = "CHAT_ANALYTICS_WAREHOUSE"
+REQUIRED_RAW_TABLES = ("chats", "categories")
+
+_FAILED = {"error", "fail", "runtime error"}
+
+
+@dataclass
+class BuildSummary:
+    """Counts of one dbt invocation's node results, by kind and status."""
+
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    problems: list[tuple[str, str, str, str]] = field(default_factory=list)  # (status, kind, name, message)
+
+    @classmethod
+    def from_results(cls, results: Iterable[Any]) -> BuildSummary:
+        summary = cls()
+        for result in results:
+            node = result.node
+            kind = _kind(node)
+            status = str(result.status).lower()
+            summary.counts.setdefault(kind, Counter())[status] += 1
+            if status in _FAILED or status == "warn":
+                message = (result.message or "").strip().splitlines()
+                summary.problems.append((status, kind, node.name, message[0] if message else ""))
+        return summary
+
+    @property
+    def failed(self) -> bool:
+        return any(self.counts[kind][status] for kind in self.counts for status in _FAILED)
+
+    def line(self) -> str:
+        parts = []
+        for kind in ("model", "data test", "unit test", "hook"):
+            counter = self.counts.get(kind)
+            if counter and (kind != "hook" or set(counter) - {"success"}):
+                detail = ", ".join(f"{n} {status}" for status, n in sorted(counter.items()))
+                parts.append(f"{sum(counter.values())} {kind}s ({detail})")
+        return "; ".join(parts) or "nothing ran"
+
+
+def _kind(node: Any) -> str:
+    resource_type = str(getattr(node, "resource_type", "")).lower()
+    return {
+        "model": "model",
+        "test": "data test",
+        "unit_test": "unit test",
+        "operation": "hook",
+        "source": "source",
+        "seed": "seed",
+        "snapshot": "snapshot",
+    }.get(resource_type, resource_type or "node")
+
+
+def _require_raw_tables(warehouse: Path) -> None:
+    """A clear message instead of a dbt stack of 'table not found' errors."""
+    import duckdb
+
+    with duckdb.connect(str(warehouse)) as con:
+        present = {
+            name
+            for (name,) in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'raw'"
+            ).fetchall()
+        }
+    missing = [f"raw.{name}" for name in REQUIRED_RAW_TABLES if name not in present]
+    if missing:
+        raise UserError(
+            f"warehouse {warehouse} has no {', '.join(missing)}: run `chat-analytics ingest` first"
+        )
+
+
+def _dbt_args(command: Sequence[str]) -> list[str]:
+    return [*command, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+
+
+def _invoke(args: list[str]) -> Any:
+    from dbt.cli.main import dbtRunner
+
+    log.debug("dbt %s", " ".join(args))
+    return dbtRunner().invoke(args)
+
+
+def build(home: Home, *, full_refresh: bool = False) -> int:
+    """Run `dbt build` on the home's warehouse; 0 when nothing failed at error severity, else 1."""
+    warehouse = home.warehouse
+    if not warehouse.is_file():
+        raise UserError(f"no warehouse at {warehouse}: run `chat-analytics ingest` first")
+    _require_raw_tables(warehouse)
+    os.environ[WAREHOUSE_ENV] = str(warehouse)
+
+    command = ["build", "--full-refresh"] if full_refresh else ["build"]
+    log.info("dbt build%s on %s", " --full-refresh" if full_refresh else "", warehouse)
+    started = time.monotonic()
+    outcome = _invoke(_dbt_args(command))
+    elapsed = time.monotonic() - started
+
+    if outcome.exception is not None or outcome.result is None:
+        log.error("dbt build could not run: %s", outcome.exception or "no result")
+        return 1
+
+    summary = BuildSummary.from_results(outcome.result.results)
+    for status, kind, name, message in summary.problems:
+        level = logging.WARNING if status == "warn" else logging.ERROR
+        log.log(level, "%s %s %s: %s", status.upper(), kind, name, message)
+    failed = summary.failed or not outcome.success
+    log.log(
+        logging.ERROR if failed else logging.INFO,
+        "dbt build %s in %.1f s: %s",
+        "FAILED" if failed else "passed",
+        elapsed,
+        summary.line(),
+    )
+    _report_freshness()
+    return 1 if failed else 0
+
+
+def _report_freshness() -> None:
+    """Log source freshness of the raw tables; informative only (never changes the exit code)."""
+    outcome = _invoke(_dbt_args(["source", "freshness"]))
+    results = getattr(outcome.result, "results", None) or []
+    if outcome.exception is not None or not results:
+        log.warning("source freshness could not be checked: %s", outcome.exception or "no result")
+        return
+    for result in results:
+        if _kind(result.node) != "source":
+            continue
+        status = str(result.status).lower()
+        name = f"{result.node.source_name}.{result.node.name}"
+        age = getattr(result, "age", None)
+        when = f"last ingested {age / 3600:.1f} h ago" if age is not None else (result.message or "no data")
+        if status == "pass":
+            log.info("freshness %s: %s", name, when)
+        else:
+            log.warning("freshness %s: %s (%s)", name, status.upper(), when)

@@ -1,0 +1,137 @@
+"""The `chat-analytics` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date
+
+from chat_analytics.paths import HOME_ENV, Home, UserError
+
+log = logging.getLogger("chat_analytics")
+
+DEFAULT_START = date(2000, 1, 1)
+DEFAULT_END = date(2000, 4, 30)
+DEFAULT_CHATS = 50_000
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from chat_analytics.generate import generate
+
+    if args.end < args.start:
+        raise UserError(f"--end {args.end} is before --start {args.start}")
+    generate(
+        Home.resolve(args.home),
+        chats=args.chats,
+        start=args.start,
+        end=args.end,
+        seed=args.seed,
+        dirty=args.dirty,
+    )
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from chat_analytics.ingest import ingest
+
+    return 0 if ingest(Home.resolve(args.home)).ok else 1
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from chat_analytics.build import build
+
+    return build(Home.resolve(args.home), full_refresh=args.full_refresh)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from chat_analytics.build import build
+    from chat_analytics.ingest import ingest
+
+    home = Home.resolve(args.home)
+    if not ingest(home).ok:
+        log.error("ingest reported bad files: not building; fix or remove them and run again")
+        return 1
+    return build(home, full_refresh=args.full_refresh)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chat-analytics",
+        description="Local-first analytics warehouse for customer-support chats.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    home_help = f"home folder (default: ${HOME_ENV}, else ./data)"
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_, description=help_)
+        cmd.add_argument("--home", metavar="DIR", help=home_help)
+        cmd.set_defaults(func=func)
+        return cmd
+
+    gen = add("generate", _cmd_generate, "write realistic sample extracts into landing")
+    gen.add_argument(
+        "--chats", type=_positive_int, default=DEFAULT_CHATS, help="number of chats (%(default)s)"
+    )
+    gen.add_argument("--start", type=_iso_date, default=DEFAULT_START, help="first UTC day (%(default)s)")
+    gen.add_argument(
+        "--end", type=_iso_date, default=DEFAULT_END, help="last UTC day, inclusive (%(default)s)"
+    )
+    gen.add_argument("--seed", type=int, default=42, help="random seed; same seed, same bytes (%(default)s)")
+    gen.add_argument(
+        "--dirty", action="store_true", help="inject known defects and write a ground-truth JSON"
+    )
+
+    add("ingest", _cmd_ingest, "load new landing files into the warehouse's raw schema")
+
+    build = add("build", _cmd_build, "run dbt build (models and tests) on the warehouse")
+    build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
+
+    run = add("run", _cmd_run, "everything in order: ingest, then build")
+    run.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
+    return parser
+
+
+def configure_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        log.error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

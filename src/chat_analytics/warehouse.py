@@ -1,0 +1,143 @@
+"""The warehouse's raw schema: storage tables, the manifest, and the lineage views."""
+
+from __future__ import annotations
+
+import duckdb
+
+from chat_analytics.paths import Home, UserError
+
+SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "chats": ("id", "chat_category_id", "created_at", "is_customer_initiated", "resolved_at"),
+    "categories": ("id", "parent_id", "disabled"),
+}
+# Stored per row: the batch and the offset from row id to line number. The file-level lineage (file
+# name, SHA-256, extract date, ingested-at) lives once per batch in raw.ingested_files and is joined in
+# by the raw.<entity> views, so a file can be parsed while it is still being hashed.
+LINEAGE_DDL = """
+    _batch_id bigint not null,
+    _line_offset bigint not null
+"""
+RESERVED_PREFIX = "_"
+
+DDL = f"""
+create schema if not exists raw;
+create sequence if not exists raw.batch_id_seq start 1;
+create table if not exists raw.chats_data (
+    {", ".join(f"{c} varchar" for c in SOURCE_COLUMNS["chats"])}, {LINEAGE_DDL}
+);
+create table if not exists raw.categories_data (
+    {", ".join(f"{c} varchar" for c in SOURCE_COLUMNS["categories"])}, {LINEAGE_DDL}
+);
+create table if not exists raw.line_gaps (
+    _batch_id bigint not null,
+    ordinal_from bigint not null,
+    lines_before bigint not null
+);
+create table if not exists raw.rejected_rows (
+    _batch_id bigint not null,
+    entity varchar not null,
+    file_name varchar not null,
+    line_number bigint,
+    raw_line varchar,
+    reason varchar not null,
+    error_type varchar
+);
+create table if not exists raw.ingested_files (
+    batch_id bigint not null,
+    entity varchar,
+    file_name varchar not null,
+    extract_date date,
+    sha256 varchar,
+    file_bytes bigint,
+    file_mtime_ns bigint,
+    version integer,
+    status varchar not null,
+    reason varchar,
+    header varchar,
+    extra_columns varchar[],
+    data_lines bigint,
+    rows_loaded bigint,
+    rows_rejected bigint,
+    blank_lines bigint,
+    started_at timestamptz not null,
+    finished_at timestamptz not null
+);
+"""
+
+
+def view_sql(entity: str) -> str:
+    """`raw.<entity>`: the stored rows with their lineage; the line number derives from row position.
+
+    Rows of one batch are stored contiguously in file order, so a row's line number is its row id plus
+    the batch's offset, corrected by the blank and rejected lines before it (raw.line_gaps, only for
+    the batches that have any).
+    """
+    table = f"raw.{entity}_data"
+    return f"""
+create or replace view raw.{entity} as
+with batches as (
+    select
+        batch_id as _batch_id,
+        file_name as _source_file,
+        sha256 as _source_sha256,
+        extract_date as _extract_date,
+        finished_at as _ingested_at
+    from raw.ingested_files
+    where status = 'loaded'
+),
+
+gapless as (
+    select d.* exclude (_line_offset), d.rowid + d._line_offset as _line_number
+    from {table} as d
+    where d._batch_id not in (select g._batch_id from raw.line_gaps as g)
+),
+
+gapped as (
+    select d.* exclude (_line_offset, _ordinal), d._ordinal + 2 + coalesce(g.lines_before, 0) as _line_number
+    from (
+        select *, rowid + _line_offset - 2 as _ordinal
+        from {table}
+        where _batch_id in (select _batch_id from raw.line_gaps)
+    ) as d
+    asof left join raw.line_gaps as g
+        on d._batch_id = g._batch_id and d._ordinal >= g.ordinal_from
+),
+
+numbered as (
+    select * from gapless
+    union all by name
+    select * from gapped
+)
+
+select n.* exclude (_line_number), b.* exclude (_batch_id), n._line_number
+from numbered as n
+inner join batches as b on n._batch_id = b._batch_id
+"""
+
+
+def connect(home: Home) -> duckdb.DuckDBPyConnection:
+    """Open the pipeline's working database (one writer at a time) and make sure the raw schema exists."""
+    home.warehouse_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(home.warehouse))
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise UserError(
+                f"the warehouse {home.warehouse} is in use by another process; wait for it to finish "
+                "(analysts should read serving/, never the working file)"
+            ) from None
+        raise UserError(f"cannot open the warehouse {home.warehouse}: {exc}") from None
+    con.execute("set enable_progress_bar = false")
+    con.execute(DDL)
+    for entity in SOURCE_COLUMNS:
+        con.execute(view_sql(entity))
+    return con
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, entity: str) -> list[str]:
+    rows = con.execute(
+        "select column_name from information_schema.columns "
+        "where table_schema = 'raw' and table_name = ? order by ordinal_position",
+        [f"{entity}_data"],
+    ).fetchall()
+    return [r[0] for r in rows]
