@@ -255,21 +255,38 @@ def test_cli_uses_home_from_environment(tmp_path: Path) -> None:
     assert home.warehouse.exists()
 
 
-def test_killed_mid_file_leaves_nothing_and_next_run_loads_all(home: Home) -> None:
+def test_killed_mid_load_leaves_nothing_and_next_run_loads_all(home: Home) -> None:
     write(home.landing_chats, "chats_2000-01-01.csv", HEADER + "\n" + ROWS[0] + "\n")
+    assert ingest(home).ok
     rows = "\n".join(f"k{i},cat,2000-01-02 00:00:00,true," for i in range(50_000))
     write(home.landing_chats, "chats_2000-01-02.csv", HEADER + "\n" + rows + "\n")
+    write(home.landing_chats, "chats_2000-01-03.csv", HEADER + "\n" + "\n".join(ROWS) + "\n\n")
     killed = run_cli(
         "ingest", "--home", str(home.root), env={"CHAT_ANALYTICS_FAULT": "before-commit:chats_2000-01-02.csv"}
     )
-    assert killed.returncode == -9, killed.stderr  # really killed by SIGKILL mid-file
-    # The first file committed; nothing of the second remains.
-    assert q(home, "select _source_file, count(*) from raw.chats group by 1") == [("chats_2000-01-01.csv", 1)]
+    assert killed.returncode == -9, killed.stderr  # really killed by SIGKILL mid-load
+    assert "killing the process" in killed.stderr
+    # What was committed before stays; nothing of the interrupted load remains, anywhere.
+    assert q(
+        home,
+        "select file_name, count(*) from raw.chats_data join raw.ingested_files "
+        "on batch_id = _batch_id group by 1",
+    ) == [("chats_2000-01-01.csv", 1)]
+    assert q(home, "select count(*) from raw.chats_data") == [(1,)]
     assert [r[0] for r in q(home, "select file_name from raw.ingested_files")] == ["chats_2000-01-01.csv"]
+    assert q(home, "select count(*) from raw.line_gaps") == [(0,)]
     again = run_cli("ingest", "--home", str(home.root))
     assert again.returncode == 0, again.stderr
-    got = q(home, "select count(*), min(_line_number), max(_line_number) from raw.chats where _batch_id > 1")
-    assert got == [(50_000, 2, 50_001)]
+    got = q(
+        home,
+        "select _source_file, count(*), min(_line_number), max(_line_number) from raw.chats "
+        "group by 1 order by 1",
+    )
+    assert got == [
+        ("chats_2000-01-01.csv", 1, 2, 2),
+        ("chats_2000-01-02.csv", 50_000, 2, 50_001),
+        ("chats_2000-01-03.csv", 3, 2, 4),
+    ]
     assert manifest(home)["chats_2000-01-02.csv"][:3] == ("loaded", 50_000, 0)
 
 

@@ -8,6 +8,7 @@ second per gigabyte.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ class ScanResult:
     blank_lines: list[int] = field(default_factory=list)
     has_quote: bool = False
     has_nul: bool = False
+    valid_utf8: bool = True
 
     @property
     def data_lines(self) -> int:
@@ -85,8 +87,17 @@ def scan(path: Path) -> ScanResult:
     last_byte = -1  # the byte before the current chunk
     blank: list[int] = []
     has_quote = has_nul = False
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    valid_utf8 = True
+    pending_utf8 = False  # a multi-byte sequence is cut at the chunk end
     for chunk in _chunks(path, digest):
         arr = np.frombuffer(chunk, dtype=np.uint8)
+        if valid_utf8 and (pending_utf8 or bool((arr >= 0x80).any())):
+            # Pure ASCII needs no decoding; otherwise validate (a sequence may span chunks).
+            try:
+                pending_utf8 = bool(decoder.decode(chunk) is not None) and decoder.getstate()[0] != b""
+            except UnicodeDecodeError:
+                valid_utf8 = False
         has_quote = has_quote or bool((arr == QUOTE).any())
         has_nul = has_nul or bool((arr == 0).any())
         nl = np.flatnonzero(arr == NL)
@@ -126,7 +137,16 @@ def scan(path: Path) -> ScanResult:
         blank_lines=[n for n in blank if n != 1],
         has_quote=has_quote,
         has_nul=has_nul,
+        valid_utf8=valid_utf8 and _decoder_done(decoder),
     )
+
+
+def _decoder_done(decoder: codecs.IncrementalDecoder) -> bool:
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _read_head(path: Path, limit: int = 1 << 20) -> bytes:

@@ -1,8 +1,11 @@
 """`chat-analytics ingest`: load new landing files into the warehouse's raw schema, loss-free.
 
-Every file is loaded in its own transaction (all of its rows or none), parsed by DuckDB's CSV reader
-with every value kept as text. Records the reader cannot split go to `raw.rejected_rows`; blank lines
-are counted; for every loaded file, data lines = rows loaded + rows rejected, or the file is not loaded.
+Each landing file lands entirely or not at all, parsed by DuckDB's CSV reader with every value kept as
+text. New files that share a header are loaded together by one multi-file `read_csv` in one
+transaction, so DuckDB parses and compresses them in parallel (per-file transactions would force a
+checkpoint per daily file and be 2-3x slower); a crash rolls the whole group back, and the next run
+loads every file of it again. Records the reader cannot split go to `raw.rejected_rows`; blank lines
+are counted; for every loaded file, data lines = rows loaded + rows rejected, or nothing is loaded.
 """
 
 from __future__ import annotations
@@ -14,15 +17,15 @@ import os
 import re
 import signal
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
-import numpy as np
 
 from chat_analytics import csvscan
+from chat_analytics.lines import Reconciled, ReconciliationError, reconcile
 from chat_analytics.paths import Home, UserError
 from chat_analytics.warehouse import RESERVED_PREFIX, SOURCE_COLUMNS, connect, table_columns, view_sql
 
@@ -31,8 +34,9 @@ log = logging.getLogger(__name__)
 FILE_NAME = re.compile(r"^(?P<entity>chats|categories)_(?P<date>\d{4}-\d{2}-\d{2})\.csv(?:\.gz)?$")
 REJECTS_TABLE = "ingest_reject_errors"
 REJECTS_SCAN = "ingest_reject_scans"
-BIG_FILE_BYTES = 100 << 20
+BIG_LOAD_BYTES = 100 << 20
 FAULT_ENV = "CHAT_ANALYTICS_FAULT"
+SCAN_THREADS = 2
 
 
 class FileRejected(Exception):
@@ -43,7 +47,7 @@ class FileRejected(Exception):
 class FileOutcome:
     path: Path
     entity: str
-    status: str  # loaded | skipped | failed
+    status: str = "pending"  # loaded | skipped | failed
     rows_loaded: int = 0
     rows_rejected: int = 0
     seconds: float = 0.0
@@ -72,23 +76,39 @@ class IngestReport:
 
 
 @dataclass
-class _Parsed:
-    rows_loaded: int
-    rejected: list[tuple[int, str, str, str]]  # line_number, raw_line, reason, error_type
-    gaps: list[tuple[int, int]]  # ordinal_from, lines_before
-    data_lines: int
+class _Candidate:
+    """A landing file that passed the cheap checks and will be loaded unless its hash is known."""
+
+    outcome: FileOutcome
+    extract_date: date
+    stat: os.stat_result
+    columns: list[str]
+    started: datetime
+    scan: csvscan.ScanResult | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.outcome.path
+
+    @property
+    def entity(self) -> str:
+        return self.outcome.entity
+
+    @property
+    def extra(self) -> list[str]:
+        return [c for c in self.columns if c not in SOURCE_COLUMNS[self.entity]]
 
 
 def discover(home: Home) -> list[tuple[Path, str]]:
-    """Every visible file in the landing folders, in extract-date order (bad names last)."""
+    """Every visible file in the landing folders: categories first, then by extract date (bad names last)."""
     found: list[tuple[Path, str]] = []
     for entity, folder in (("categories", home.landing_categories), ("chats", home.landing_chats)):
         found += [(p, entity) for p in folder.iterdir() if not p.name.startswith(".") and not p.is_dir()]
 
-    def key(item: tuple[Path, str]) -> tuple[int, str, int, str]:
+    def key(item: tuple[Path, str]) -> tuple[int, int, str, str]:
         match = FILE_NAME.match(item[0].name)
         day = match["date"] if match else "9999-99-99"
-        return (0 if match else 1, day, 0 if item[1] == "categories" else 1, item[0].name)
+        return (0 if match else 1, 0 if item[1] == "categories" else 1, day, item[0].name)
 
     return sorted(found, key=key)
 
@@ -103,65 +123,33 @@ def ingest(home: Home) -> IngestReport:
         return report
     con = connect(home)
     try:
+        candidates: list[_Candidate] = []
         for path, entity in files:
-            outcome = _ingest_file(con, path, entity)
+            outcome = FileOutcome(path=path, entity=entity)
             report.outcomes.append(outcome)
-            _log_outcome(outcome)
+            candidate = _precheck(con, outcome)
+            if candidate:
+                candidates.append(candidate)
+        fresh = _scan_and_dedupe(con, candidates)
+        for group in _groups(fresh):
+            _load_group_or_fail(con, group)
     finally:
         con.close()
+    for outcome in report.outcomes:
+        _log_outcome(outcome)
     _log_summary(report)
     return report
-
-
-def _fault_point(point: str, path: Path) -> None:
-    """Test hook: `CHAT_ANALYTICS_FAULT=before-commit:<file name>` kills the process (SIGKILL) mid-file."""
-    if os.environ.get(FAULT_ENV) == f"{point}:{path.name}":
-        log.warning("fault injection: killing the process at %s of %s", point, path.name)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _log_outcome(o: FileOutcome) -> None:
-    if o.status == "loaded":
-        note = f" (new version {o.version} of a file loaded before)" if o.version > 1 else ""
-        log.info(
-            "loaded  %-28s %10s rows, %5s rejected  %6.2f s%s",
-            o.file_name,
-            f"{o.rows_loaded:,}",
-            f"{o.rows_rejected:,}",
-            o.seconds,
-            note,
-        )
-        if o.version > 1:
-            log.warning("%s changed since it was last loaded: loaded as version %d", o.file_name, o.version)
-    elif o.status == "skipped":
-        log.info("skipped %-28s %s", o.file_name, o.reason)
-    else:
-        log.error("FAILED  %-28s %s", o.file_name, o.reason)
-
-
-def _log_summary(report: IngestReport) -> None:
-    loaded = [o for o in report.outcomes if o.status == "loaded"]
-    log.info(
-        "ingest summary: %d loaded (%s rows, %s rejected), %d skipped as already loaded, %d failed",
-        len(loaded),
-        f"{sum(o.rows_loaded for o in loaded):,}",
-        f"{sum(o.rows_rejected for o in loaded):,}",
-        report.count("skipped"),
-        len(report.failed),
-    )
-    for o in report.failed:
-        log.error("bad file: %s: %s", o.path, o.reason)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _ingest_file(con: duckdb.DuckDBPyConnection, path: Path, entity: str) -> FileOutcome:
+def _precheck(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> _Candidate | None:
+    """Name, size, unchanged-since-loaded and header checks: no full read of the file."""
     started = _now()
     t0 = time.perf_counter()
-    outcome = FileOutcome(path=path, entity=entity, status="failed")
-    scan: csvscan.ScanResult | None = None
+    path, entity = outcome.path, outcome.entity
     header = b""
     extract_date: date | None = None
     try:
@@ -170,35 +158,23 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, path: Path, entity: str) -> Fil
         if stat.st_size == 0:
             raise FileRejected("the file is empty (zero bytes): a valid extract has at least a header line")
         unchanged = con.execute(
-            "select version from raw.ingested_files where status = 'loaded' and entity = ? and file_name = ? "
-            "and file_bytes = ? and file_mtime_ns = ? order by batch_id desc limit 1",
+            "select 1 from raw.ingested_files where status = 'loaded' and entity = ? and file_name = ? "
+            "and file_bytes = ? and file_mtime_ns = ?",
             [entity, path.name, stat.st_size, stat.st_mtime_ns],
         ).fetchone()
         if unchanged:
-            outcome.status = "skipped"
-            outcome.reason = "already loaded (unchanged since)"
-            return outcome
-        if stat.st_size > BIG_FILE_BYTES:
-            log.info("loading %s (%.1f MB)...", path.name, stat.st_size / 1e6)
+            outcome.status, outcome.reason = "skipped", "already loaded (unchanged since)"
+            return None
         header = _read_header(path)
         columns = _check_header(entity, header)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan") as pool:
-            pending = pool.submit(_scan, path)
-            try:
-                scan = _load(con, path, entity, extract_date, pending, columns, started, stat, outcome)
-            finally:
-                if scan is None and not pending.done():
-                    pending.cancel()
+        return _Candidate(outcome, extract_date, stat, columns, started)
     except FileRejected as exc:
         outcome.reason = str(exc)
     except OSError as exc:
         outcome.reason = f"cannot read the file: {exc.strerror or exc}"
-    except duckdb.Error as exc:
-        outcome.reason = f"the CSV reader could not use the file: {str(exc).splitlines()[0]}"
     outcome.seconds = time.perf_counter() - t0
-    if outcome.status == "failed":
-        _record_failure(con, path, entity, extract_date, header, outcome.reason, started)
-    return outcome
+    _fail(con, outcome, extract_date, header, started)
+    return None
 
 
 def _check_name(path: Path, entity: str) -> date:
@@ -218,13 +194,6 @@ def _check_name(path: Path, entity: str) -> date:
 def _read_header(path: Path) -> bytes:
     try:
         return csvscan.read_header(path)
-    except (EOFError, gzip.BadGzipFile) as exc:
-        raise FileRejected(f"not a valid gzip file ({exc}): re-export or re-compress it") from None
-
-
-def _scan(path: Path) -> csvscan.ScanResult:
-    try:
-        return csvscan.scan(path)
     except (EOFError, gzip.BadGzipFile) as exc:
         raise FileRejected(f"not a valid gzip file ({exc}): re-export or re-compress it") from None
 
@@ -257,19 +226,89 @@ def _check_header(entity: str, header: bytes) -> list[str]:
     return names
 
 
-def _load(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    entity: str,
-    extract_date: date,
-    pending: Future[csvscan.ScanResult],
-    columns: list[str],
-    started: datetime,
-    stat: os.stat_result,
-    outcome: FileOutcome,
-) -> csvscan.ScanResult:
-    """Load one file in one transaction while its bytes are hashed and scanned in a thread."""
-    extra = [c for c in columns if c not in SOURCE_COLUMNS[entity]]
+def _scan_and_dedupe(con: duckdb.DuckDBPyConnection, candidates: list[_Candidate]) -> list[_Candidate]:
+    """Hash and scan the candidates in parallel; skip content that is already loaded (or twice here)."""
+
+    def scan(candidate: _Candidate) -> None:
+        t0 = time.perf_counter()
+        try:
+            candidate.scan = csvscan.scan(candidate.path)
+        except (EOFError, gzip.BadGzipFile) as exc:
+            candidate.outcome.reason = f"not a valid gzip file ({exc}): re-export or re-compress it"
+        except OSError as exc:
+            candidate.outcome.reason = f"cannot read the file: {exc.strerror or exc}"
+        candidate.outcome.seconds += time.perf_counter() - t0
+
+    total = sum(c.stat.st_size for c in candidates)
+    if total > BIG_LOAD_BYTES:
+        log.info("hashing and scanning %d new file(s), %.1f MB...", len(candidates), total / 1e6)
+    with ThreadPoolExecutor(max_workers=SCAN_THREADS, thread_name_prefix="scan") as pool:
+        list(pool.map(scan, candidates))
+    fresh: list[_Candidate] = []
+    seen: dict[tuple[str, str], str] = {}
+    for c in candidates:
+        if c.scan is None:
+            _fail(con, c.outcome, c.extract_date, b"", c.started)
+            continue
+        key = (c.entity, c.scan.sha256)
+        previous = seen.get(key) or _loaded_name(con, *key)
+        if previous:
+            same = "already loaded" if previous == c.path.name else f"same content as {previous}"
+            c.outcome.status, c.outcome.reason = "skipped", f"{same} (sha256 {c.scan.sha256[:12]})"
+            continue
+        seen[key] = c.path.name
+        fresh.append(c)
+    return fresh
+
+
+def _loaded_name(con: duckdb.DuckDBPyConnection, entity: str, sha256: str) -> str | None:
+    row = con.execute(
+        "select file_name from raw.ingested_files where entity = ? and sha256 = ? and status = 'loaded' "
+        "order by batch_id limit 1",
+        [entity, sha256],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _groups(candidates: list[_Candidate]) -> list[list[_Candidate]]:
+    """Files of one entity with the same header load together (categories first, then chats, in date
+    order). A file that is not valid UTF-8 loads alone: DuckDB validates encodings per single-file scan."""
+    groups: dict[tuple[str, tuple[str, ...]], list[_Candidate]] = {}
+    alone: list[list[_Candidate]] = []
+    for c in candidates:
+        assert c.scan is not None
+        if c.scan.valid_utf8:
+            groups.setdefault((c.entity, tuple(c.columns)), []).append(c)
+        else:
+            alone.append([c])
+    ordered = list(groups.values()) + alone
+    return sorted(ordered, key=lambda g: (0 if g[0].entity == "categories" else 1, g[0].extract_date))
+
+
+def _load_group_or_fail(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> None:
+    try:
+        _load_group(con, group)
+    except (FileRejected, ReconciliationError, RuntimeError, duckdb.Error, OSError) as exc:
+        message = str(exc).splitlines()[0]
+        if isinstance(exc, duckdb.Error):
+            message = f"the CSV reader could not use the file: {message}"
+        if len(group) > 1 and not isinstance(exc, FileRejected):
+            log.warning("loading %d files together failed (%s): loading them one by one", len(group), message)
+            for candidate in group:
+                _load_group_or_fail(con, [candidate])
+            return
+        for c in group:
+            c.outcome.reason = message
+            _fail(con, c.outcome, c.extract_date, c.scan.header if c.scan else b"", c.started)
+
+
+def _load_group(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> None:
+    """One transaction: insert every file's rows in file order, reconcile each file, write the manifest."""
+    entity, extra = group[0].entity, group[0].extra
+    t0 = time.perf_counter()
+    size = sum(c.stat.st_size for c in group)
+    if size > BIG_LOAD_BYTES:
+        log.info("loading %d %s file(s), %.1f MB, in one transaction...", len(group), entity, size / 1e6)
     con.execute("begin transaction")
     try:
         if extra:
@@ -278,286 +317,220 @@ def _load(
                 if name not in have:
                     con.execute(f'alter table raw.{entity}_data add column "{name}" varchar')
             con.execute(view_sql(entity))
-        batch_id = con.execute("select nextval('raw.batch_id_seq')").fetchone()[0]  # type: ignore[index]
+        batch_ids = _batch_ids(con, len(group))
         row_base = con.execute(f"select coalesce(max(rowid) + 1, 0) from raw.{entity}_data").fetchone()[0]  # type: ignore[index]
-        inserted = _insert_rows(con, path, entity, columns, batch_id, row_base)
-        scan = pending.result()
-        previous = con.execute(
-            "select file_name from raw.ingested_files where entity = ? and sha256 = ? and status = 'loaded'",
-            [entity, scan.sha256],
-        ).fetchone()
-        if previous:
-            con.execute("rollback")
-            outcome.status = "skipped"
-            same = "already loaded" if previous[0] == path.name else f"same content as {previous[0]}"
-            outcome.reason = f"{same} (sha256 {scan.sha256[:12]})"
-            return scan
-        if extra:
-            log.warning("%s has unexpected column(s) %s: kept as text in raw.%s", path.name, extra, entity)
-        parsed = _reconcile(con, path, entity, scan, batch_id, inserted)
-        version = (
-            1
-            + con.execute(
-                "select count(*) from raw.ingested_files where file_name = ? and status = 'loaded'",
-                [path.name],
-            ).fetchone()[0]
-        )  # type: ignore[index]
-        if parsed.rejected:
-            con.executemany(
-                "insert into raw.rejected_rows values (?, ?, ?, ?, ?, ?, ?)",
-                [(batch_id, entity, path.name, *r) for r in parsed.rejected],
-            )
-        if parsed.gaps:
-            con.executemany(
-                "insert into raw.line_gaps values (?, ?, ?)", [(batch_id, *g) for g in parsed.gaps]
-            )
-        _fault_point("before-commit", path)
-        con.execute(
-            "insert into raw.ingested_files values "
-            "(?, ?, ?, ?, ?, ?, ?, ?, 'loaded', null, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                batch_id,
-                entity,
-                path.name,
-                extract_date,
-                scan.sha256,
-                scan.file_bytes,
-                stat.st_mtime_ns,
-                int(version),
-                scan.header.decode("utf-8"),
-                extra,
-                parsed.data_lines,
-                parsed.rows_loaded,
-                len(parsed.rejected),
-                len(scan.blank_lines),
-                started,
-                _now(),
-            ],
-        )
+        _insert(con, group, batch_ids[0])
+        placed = _placement(con, entity, batch_ids, row_base)
+        rejects = _reject_rows(con)
+        results: list[tuple[_Candidate, int, Reconciled]] = []
+        for index, (c, batch_id) in enumerate(zip(group, batch_ids, strict=True)):
+            assert c.scan is not None
+            rows, first_rowid = placed.get(batch_id, (0, None))
+            done = reconcile(con, entity, c.path, c.scan, batch_id, rows, rejects.get(index, []))
+            if c.extra:
+                log.warning(
+                    "%s has unexpected column(s) %s: kept as text in raw.%s", c.path.name, c.extra, entity
+                )
+            _write_batch(con, c, batch_id, first_rowid, done)
+            results.append((c, batch_id, done))
+        for c in group:
+            _fault_point("before-commit", c.path)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
-    _check_positions(con, entity, batch_id, row_base, parsed.rows_loaded)
-    outcome.status = "loaded"
-    outcome.version = int(version)
-    outcome.rows_loaded = parsed.rows_loaded
-    outcome.rows_rejected = len(parsed.rejected)
-    return scan
+    _check_placement(con, entity, {b: p[1] for b, p in placed.items()})
+    share = (time.perf_counter() - t0) / max(size, 1)
+    for c, _, done in results:
+        c.outcome.status = "loaded"
+        c.outcome.rows_loaded, c.outcome.rows_rejected = done.rows_loaded, len(done.rejected)
+        c.outcome.seconds += share * c.stat.st_size
+        c.outcome.version = done.version
 
 
-def _insert_rows(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    entity: str,
-    columns: list[str],
-    batch_id: int,
-    row_base: int,
-) -> int:
-    """Parse with DuckDB's CSV reader into raw.<entity>_data, in file order. Returns rows inserted."""
+def _batch_ids(con: duckdb.DuckDBPyConnection, n: int) -> list[int]:
+    ids = [r[0] for r in con.execute("select nextval('raw.batch_id_seq') from range(?)", [n]).fetchall()]
+    ids.sort()
+    if ids != list(range(ids[0], ids[0] + n)):
+        raise RuntimeError(f"batch ids are not consecutive: {ids[:5]}...")
+    return ids
+
+
+def _insert(con: duckdb.DuckDBPyConnection, group: list[_Candidate], first_batch: int) -> None:
+    """Parse every file of the group with one multi-file read_csv into raw.<entity>_data, in file order."""
+    entity, columns = group[0].entity, group[0].columns
     con.execute(f"drop table if exists {REJECTS_TABLE}; drop table if exists {REJECTS_SCAN}")
     spec = ", ".join(f"'{c}': 'VARCHAR'" for c in columns)
+    gz = {csvscan.is_gzip(c.path) for c in group}
     options = [
-        "header = true",
-        "auto_detect = false",
-        "delim = ','",
-        "quote = '\"'",
-        "escape = '\"'",
-        f"columns = {{{spec}}}",
-        "store_rejects = true",
-        f"rejects_table = '{REJECTS_TABLE}'",
-        f"rejects_scan = '{REJECTS_SCAN}'",
-        "strict_mode = true",
-        "max_line_size = 1048576",
-        f"compression = '{'gzip' if csvscan.is_gzip(path) else 'none'}'",
-    ]
+        "header = true", "auto_detect = false", "delim = ','", "quote = '\"'", "escape = '\"'",
+        f"columns = {{{spec}}}", "store_rejects = true", f"rejects_table = '{REJECTS_TABLE}'",
+        f"rejects_scan = '{REJECTS_SCAN}'", "strict_mode = true", "max_line_size = 1048576",
+    ]  # fmt: skip
+    if len(gz) == 1:
+        options.append(f"compression = '{'gzip' if gz.pop() else 'none'}'")
     quoted = ", ".join(f'"{c}"' for c in columns)
-    return int(
-        con.execute(
-            f"""
-            insert into raw.{entity}_data by name
-            select {quoted}, $batch as _batch_id, $offset::bigint as _line_offset
-            from read_csv($path, {", ".join(options)})
-            """,
-            {"batch": batch_id, "offset": 2 - row_base, "path": str(path)},
-        ).fetchone()[0]  # type: ignore[index]
+    con.execute(
+        f"""
+        insert into raw.{entity}_data by name
+        select {quoted}, $first + file_index::bigint as _batch_id
+        from read_csv($paths, {", ".join(options)})
+        """,
+        {"first": first_batch, "paths": [str(c.path) for c in group]},
     )
 
 
-def _reconcile(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    entity: str,
-    scan: csvscan.ScanResult,
-    batch_id: int,
-    inserted: int,
-) -> _Parsed:
-    """Account for every line: loaded rows, rejected records, blank lines, continuation lines."""
-    rejected, rejected_spans = _rejects(con, path, set(scan.blank_lines))
-    skipped = sorted(set(scan.blank_lines) | rejected_spans)
-    free_lines = scan.lines - 1 - len(skipped)
-    continuation: list[int] = []
-    if inserted != free_lines:
-        continuation = _continuation_lines(con, entity, batch_id, skipped, scan.lines)
-        skipped = sorted(set(skipped) | set(continuation))
-    records = scan.data_lines - len(continuation) - sum(1 for n in rejected_spans if n not in rejected)
-    if records != inserted + len(rejected):
-        raise FileRejected(
-            f"reconciliation failed: {records} data records but {inserted} loaded + {len(rejected)} "
-            "rejected; the file was not loaded (report this with the file)"
-        )
-    return _Parsed(
-        rows_loaded=inserted,
-        rejected=[(n, *rejected[n]) for n in sorted(rejected)],
-        gaps=_gaps(skipped, scan.lines),
-        data_lines=records,
-    )
+def _placement(
+    con: duckdb.DuckDBPyConnection, entity: str, batch_ids: list[int], row_base: int
+) -> dict[int, tuple[int, int]]:
+    """Rows per batch and the row id each batch will start at once committed.
 
-
-def _check_positions(
-    con: duckdb.DuckDBPyConnection, entity: str, batch_id: int, row_base: int, inserted: int
-) -> None:
-    """Line numbers derive from row positions: prove the committed batch sits where it was expected.
-
-    Rows get their final row ids at commit. A single writer appending in file order puts them at
-    row_base onwards; if that ever did not hold, re-anchor the batch's offset instead of lying.
+    Until commit the new rows carry transaction-local row ids in one contiguous run, in file order;
+    committing appends that run after the table's last row.
     """
-    if not inserted:
+    stats = con.execute(
+        f"select _batch_id, count(*), min(rowid), max(rowid) from raw.{entity}_data "
+        "where _batch_id between ? and ? group by 1 order by 1",
+        [batch_ids[0], batch_ids[-1]],
+    ).fetchall()
+    if not stats:
+        return {}
+    local_base = min(s[2] for s in stats)
+    expected = local_base
+    placed: dict[int, tuple[int, int]] = {}
+    for batch_id, rows, lo, hi in stats:
+        if lo != expected or hi - lo + 1 != rows:
+            raise RuntimeError(f"batch {batch_id} is not stored contiguously in file order")
+        placed[batch_id] = (rows, row_base + lo - local_base)
+        expected = hi + 1
+    return placed
+
+
+def _check_placement(con: duckdb.DuckDBPyConnection, entity: str, first_rowids: dict[int, int]) -> None:
+    """After commit, prove each batch starts where the manifest says; re-anchor if it ever does not."""
+    if not first_rowids:
         return
-    lo, hi = con.execute(
-        f"select min(rowid), max(rowid) from raw.{entity}_data where _batch_id = ?", [batch_id]
-    ).fetchone()  # type: ignore[misc]
-    if hi - lo + 1 != inserted:
-        raise RuntimeError(f"batch {batch_id} is not stored contiguously ({lo}..{hi} for {inserted} rows)")
-    if lo != row_base:
-        log.warning("batch %d stored at row %d, not %d: re-anchoring line numbers", batch_id, lo, row_base)
+    actual = dict(
         con.execute(
-            f"update raw.{entity}_data set _line_offset = _line_offset + ? where _batch_id = ?",
-            [row_base - lo, batch_id],
-        )
+            f"select _batch_id, min(rowid) from raw.{entity}_data where _batch_id between ? and ? group by 1",
+            [min(first_rowids), max(first_rowids)],
+        ).fetchall()
+    )
+    for batch_id, first in first_rowids.items():
+        if actual.get(batch_id) != first:
+            log.warning(
+                "batch %d starts at row %s, not %s: re-anchoring", batch_id, actual.get(batch_id), first
+            )
+            con.execute(
+                "update raw.ingested_files set first_rowid = ? where batch_id = ?",
+                [actual[batch_id], batch_id],
+            )
 
 
-def _rejects(
-    con: duckdb.DuckDBPyConnection, path: Path, blank: set[int]
-) -> tuple[dict[int, tuple[str, str, str]], set[int]]:
-    """Rejected records by physical start line, and every physical line they span.
-
-    The reader's byte position may point at blank lines before the record: step over them.
-    """
+def _reject_rows(con: duckdb.DuckDBPyConnection) -> dict[int, list[tuple[int, str, str, str]]]:
+    """The reader's rejects by file index: (byte position, csv_line, messages, error types) per record."""
     rows = con.execute(
         f"""
-        select line_byte_position, any_value(csv_line),
+        select file_id, line_byte_position, any_value(csv_line),
             string_agg(distinct error_message, '; ' order by error_message),
             string_agg(distinct error_type::varchar, ',' order by error_type::varchar)
         from {REJECTS_TABLE}
-        group by line_byte_position
-        order by line_byte_position
+        group by file_id, line_byte_position
+        order by file_id, line_byte_position
         """
     ).fetchall()
-    if not rows:
-        return {}, set()
-    starts = csvscan.line_starts(path)
-    first_lines = np.searchsorted(starts, np.array([r[0] for r in rows], dtype=np.int64), side="right")
-    spans: set[int] = set()
-    lengths: dict[int, int] = {}
-    found: dict[int, tuple[str, str]] = {}
-    for (_, csv_line, message, error_type), at in zip(rows, first_lines.tolist(), strict=True):
-        line = int(at)
-        while line in blank:
-            line += 1
-        lengths[line] = 1 + (csv_line or "").strip("\r\n").count("\n")
-        spans.update(range(line, line + lengths[line]))
-        found[line] = (message, error_type)
-    texts = csvscan.read_lines(path, sorted(spans))
-    records = {
-        n: ("\n".join(texts.get(k, "") for k in range(n, n + lengths[n])), message, error_type)
-        for n, (message, error_type) in found.items()
-    }
-    return records, spans
-
-
-def _continuation_lines(
-    con: duckdb.DuckDBPyConnection,
-    entity: str,
-    batch_id: int,
-    skipped: list[int],
-    lines: int,
-) -> list[int]:
-    """Physical lines inside quoted multi-line values of loaded rows (rare): walk the records in order."""
-    cols = [c for c in table_columns(con, entity) if not c.startswith(RESERVED_PREFIX)]
-    newlines = " + ".join(f"coalesce(length({c}) - length(replace({c}, chr(10), '')), 0)" for c in cols)
-    # Inside the transaction the new rows have transaction-local row ids: count from the batch's first.
-    multi = dict(
-        con.execute(
-            f"""
-            select rowid - (select min(rowid) from raw.{entity}_data where _batch_id = $b), {newlines} as n
-            from raw.{entity}_data where _batch_id = $b and n > 0
-            """,
-            {"b": batch_id},
-        ).fetchall()
-    )
-    skip = set(skipped)
-    out: list[int] = []
-    ordinal = 0
-    line = 2
-    while line <= lines:
-        if line in skip:
-            line += 1
-            continue
-        extra = int(multi.get(ordinal, 0))
-        out.extend(range(line + 1, line + 1 + extra))
-        line += 1 + extra
-        ordinal += 1
+    out: dict[int, list[tuple[int, str, str, str]]] = {}
+    for file_id, *rest in rows:
+        out.setdefault(int(file_id), []).append(tuple(rest))  # type: ignore[arg-type]
     return out
 
 
-def _gaps(skipped: list[int], lines: int) -> list[tuple[int, int]]:
-    """Breakpoints (ordinal_from, lines_before) of the step function from row ordinal to line number.
+def _write_batch(
+    con: duckdb.DuckDBPyConnection, c: _Candidate, batch_id: int, first_rowid: int | None, done: Reconciled
+) -> None:
+    assert c.scan is not None
+    if done.rejected:
+        con.executemany(
+            "insert into raw.rejected_rows values (?, ?, ?, ?, ?, ?, ?)",
+            [(batch_id, c.entity, c.path.name, *r) for r in done.rejected],
+        )
+    if done.gaps:
+        con.executemany("insert into raw.line_gaps values (?, ?, ?)", [(batch_id, *g) for g in done.gaps])
+    done.version = (
+        1
+        + con.execute(
+            "select count(*) from raw.ingested_files where file_name = ? and status = 'loaded'", [c.path.name]
+        ).fetchone()[0]
+    )  # type: ignore[index]
+    con.execute(
+        "insert into raw.ingested_files values "
+        "(?, ?, ?, ?, ?, ?, ?, ?, 'loaded', null, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            batch_id, c.entity, c.path.name, c.extract_date, c.scan.sha256, c.scan.file_bytes,
+            c.stat.st_mtime_ns, done.version, c.scan.header.decode("utf-8"), c.extra, done.data_lines,
+            done.rows_loaded, len(done.rejected), len(c.scan.blank_lines), first_rowid, c.started, _now(),
+        ],
+    )  # fmt: skip
 
-    The data row with ordinal k (0-based) is on line k + 2 + lines_before(k), where lines_before counts
-    the skipped lines (blank, rejected, continuation) above it.
-    """
-    if not skipped:
-        return []
-    s = np.asarray(skipped, dtype=np.int64)
-    j = np.arange(1, len(s) + 1, dtype=np.int64)
-    after = s + 1
-    is_data = ~np.isin(after, s) & (after <= lines)
-    ordinal_from = after[is_data] - 2 - j[is_data]
-    return list(zip(ordinal_from.tolist(), j[is_data].tolist(), strict=True))
+
+def _fault_point(point: str, path: Path) -> None:
+    """Test hook: `CHAT_ANALYTICS_FAULT=before-commit:<file name>` kills the process (SIGKILL) mid-load."""
+    if os.environ.get(FAULT_ENV) == f"{point}:{path.name}":
+        log.warning("fault injection: killing the process at %s of %s", point, path.name)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _record_failure(
+def _fail(
     con: duckdb.DuckDBPyConnection,
-    path: Path,
-    entity: str,
+    outcome: FileOutcome,
     extract_date: date | None,
     header: bytes,
-    reason: str,
     started: datetime,
 ) -> None:
     """A manifest row for a file that could not be used, so the failure is on record, not only in a log."""
+    outcome.status = "failed"
     try:
-        stat = path.stat()
-        size, mtime, sha = stat.st_size, stat.st_mtime_ns, csvscan.sha256(path)
+        stat = outcome.path.stat()
+        size, mtime, sha = stat.st_size, stat.st_mtime_ns, csvscan.sha256(outcome.path)
     except OSError:
         size = mtime = sha = None
     con.execute(
-        "insert into raw.ingested_files values "
-        "(nextval('raw.batch_id_seq'), ?, ?, ?, ?, ?, ?, null, 'failed', ?, ?, null, null, 0, 0, null, ?, ?)",
+        "insert into raw.ingested_files values (nextval('raw.batch_id_seq'), ?, ?, ?, ?, ?, ?, null, "
+        "'failed', ?, ?, null, null, 0, 0, null, null, ?, ?)",
         [
-            entity,
-            path.name,
-            extract_date,
-            sha,
-            size,
-            mtime,
-            reason,
-            header.decode("utf-8", errors="backslashreplace") or None,
-            started,
-            _now(),
+            outcome.entity, outcome.file_name, extract_date, sha, size, mtime, outcome.reason,
+            header.decode("utf-8", errors="backslashreplace") or None, started, _now(),
         ],
+    )  # fmt: skip
+
+
+def _log_outcome(o: FileOutcome) -> None:
+    if o.status == "loaded":
+        log.info(
+            "loaded  %-28s %10s rows %6s rejected %7.2f s%s",
+            o.file_name, f"{o.rows_loaded:,}", f"{o.rows_rejected:,}", o.seconds,
+            f"  (version {o.version}: the file changed since it was loaded)" if o.version > 1 else "",
+        )  # fmt: skip
+        if o.version > 1:
+            log.warning("%s changed since it was last loaded: loaded as version %d", o.file_name, o.version)
+    elif o.status == "skipped":
+        log.info("skipped %-28s %s", o.file_name, o.reason)
+    else:
+        log.error("FAILED  %-28s %s", o.file_name, o.reason)
+
+
+def _log_summary(report: IngestReport) -> None:
+    loaded = [o for o in report.outcomes if o.status == "loaded"]
+    log.info(
+        "ingest summary: %d loaded (%s rows, %s rejected), %d skipped as already loaded, %d failed",
+        len(loaded),
+        f"{sum(o.rows_loaded for o in loaded):,}",
+        f"{sum(o.rows_rejected for o in loaded):,}",
+        report.count("skipped"),
+        len(report.failed),
     )
+    for o in report.failed:
+        log.error("bad file: %s: %s", o.path, o.reason)
 
 
 __all__ = ["FileOutcome", "IngestReport", "UserError", "discover", "ingest"]

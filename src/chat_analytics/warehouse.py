@@ -10,13 +10,10 @@ SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {
     "chats": ("id", "chat_category_id", "created_at", "is_customer_initiated", "resolved_at"),
     "categories": ("id", "parent_id", "disabled"),
 }
-# Stored per row: the batch and the offset from row id to line number. The file-level lineage (file
-# name, SHA-256, extract date, ingested-at) lives once per batch in raw.ingested_files and is joined in
-# by the raw.<entity> views, so a file can be parsed while it is still being hashed.
-LINEAGE_DDL = """
-    _batch_id bigint not null,
-    _line_offset bigint not null
-"""
+# Stored per row: only the batch. The file-level lineage (file name, SHA-256, extract date,
+# ingested-at) and the batch's first row id live once per batch in raw.ingested_files and are joined in
+# by the raw.<entity> views.
+LINEAGE_DDL = "_batch_id bigint not null"
 RESERVED_PREFIX = "_"
 
 DDL = f"""
@@ -59,6 +56,7 @@ create table if not exists raw.ingested_files (
     rows_loaded bigint,
     rows_rejected bigint,
     blank_lines bigint,
+    first_rowid bigint,
     started_at timestamptz not null,
     finished_at timestamptz not null
 );
@@ -68,9 +66,9 @@ create table if not exists raw.ingested_files (
 def view_sql(entity: str) -> str:
     """`raw.<entity>`: the stored rows with their lineage; the line number derives from row position.
 
-    Rows of one batch are stored contiguously in file order, so a row's line number is its row id plus
-    the batch's offset, corrected by the blank and rejected lines before it (raw.line_gaps, only for
-    the batches that have any).
+    Rows of one batch are stored contiguously in file order, so a row's line number is its distance from
+    the batch's first row plus 2, corrected by the blank and rejected lines before it (raw.line_gaps,
+    only for the batches that have any).
     """
     table = f"raw.{entity}_data"
     return f"""
@@ -81,37 +79,34 @@ with batches as (
         file_name as _source_file,
         sha256 as _source_sha256,
         extract_date as _extract_date,
-        finished_at as _ingested_at
+        finished_at as _ingested_at,
+        first_rowid as _first_rowid
     from raw.ingested_files
-    where status = 'loaded'
+    where status = 'loaded' and entity = '{entity}'
+),
+
+placed as (
+    select d.*, b.* exclude (_batch_id, _first_rowid), d.rowid - b._first_rowid as _ordinal
+    from {table} as d
+    inner join batches as b on d._batch_id = b._batch_id
 ),
 
 gapless as (
-    select d.* exclude (_line_offset), d.rowid + d._line_offset as _line_number
-    from {table} as d
-    where d._batch_id not in (select g._batch_id from raw.line_gaps as g)
+    select * exclude (_ordinal), _ordinal + 2 as _line_number
+    from placed
+    where _batch_id not in (select g._batch_id from raw.line_gaps as g)
 ),
 
 gapped as (
-    select d.* exclude (_line_offset, _ordinal), d._ordinal + 2 + coalesce(g.lines_before, 0) as _line_number
-    from (
-        select *, rowid + _line_offset - 2 as _ordinal
-        from {table}
-        where _batch_id in (select _batch_id from raw.line_gaps)
-    ) as d
+    select p.* exclude (_ordinal), p._ordinal + 2 + coalesce(g.lines_before, 0) as _line_number
+    from (select * from placed where _batch_id in (select _batch_id from raw.line_gaps)) as p
     asof left join raw.line_gaps as g
-        on d._batch_id = g._batch_id and d._ordinal >= g.ordinal_from
-),
-
-numbered as (
-    select * from gapless
-    union all by name
-    select * from gapped
+        on p._batch_id = g._batch_id and p._ordinal >= g.ordinal_from
 )
 
-select n.* exclude (_line_number), b.* exclude (_batch_id), n._line_number
-from numbered as n
-inner join batches as b on n._batch_id = b._batch_id
+select * from gapless
+union all by name
+select * from gapped
 """
 
 
