@@ -37,8 +37,10 @@
 {% macro parse_utc_timestamp(expr) -%}
     {%- set text = "trim(" ~ expr ~ ")" -%}
     {%- set pattern = timestamp_pattern() -%}
-    {#- Fast path for the clean form (nearly every row): one cheap match, one strptime. #}
+    {#- Cheap exits first: missing and short values, then the clean form (nearly every row) with one
+        match and one strptime; only the rest pays for the full pattern. #}
     case
+        when {{ expr }} is null or length({{ expr }}) < 19 then null
         when regexp_full_match({{ expr }}, '\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}')
             then try_strptime({{ expr }}, '%Y-%m-%d %H:%M:%S')
         else

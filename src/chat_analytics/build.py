@@ -80,7 +80,13 @@ def _require_raw_tables(warehouse: Path) -> None:
     """A clear message instead of a dbt stack of 'table not found' errors."""
     import duckdb
 
-    with duckdb.connect(str(warehouse)) as con:
+    try:
+        con = duckdb.connect(str(warehouse))
+    except duckdb.IOException as exc:
+        raise UserError(
+            f"cannot open the warehouse {warehouse} (in use by another process?): {exc}"
+        ) from None
+    with con:
         present = {
             name
             for (name,) in con.execute(
@@ -102,7 +108,30 @@ def _invoke(args: list[str]) -> Any:
     from dbt.cli.main import dbtRunner
 
     log.debug("dbt %s", " ".join(args))
-    return dbtRunner().invoke(args)
+    try:
+        return dbtRunner().invoke(args)
+    finally:
+        _release_warehouse()
+
+
+def _release_warehouse() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open in this process after an invocation.
+
+    Otherwise the warehouse file stays locked (and opening it read-only from this process fails with
+    "different configuration") until the process exits. dbt-duckdb has no public API for this.
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # pragma: no cover - dbt-duckdb is a dependency
+        return
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+        if env is not None:
+            try:
+                env.close()
+            except Exception as exc:  # closing must never hide the build's own outcome
+                log.debug("closing the dbt-duckdb environment failed: %s", exc)
 
 
 def build(home: Home, *, full_refresh: bool = False) -> int:
@@ -152,7 +181,11 @@ def _report_freshness() -> None:
         status = str(result.status).lower()
         name = f"{result.node.source_name}.{result.node.name}"
         age = getattr(result, "age", None)
-        when = f"last ingested {age / 3600:.1f} h ago" if age is not None else (result.message or "no data")
+        loaded = getattr(result, "max_loaded_at", None)
+        if age is None or loaded is None or loaded.year < 1971:  # dbt reports an empty table as epoch
+            when = "no rows ingested yet"
+        else:
+            when = f"last ingested {age / 3600:.1f} h ago"
         if status == "pass":
             log.info("freshness %s: %s", name, when)
         else:

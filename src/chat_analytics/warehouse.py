@@ -67,46 +67,48 @@ def view_sql(entity: str) -> str:
     """`raw.<entity>`: the stored rows with their lineage; the line number derives from row position.
 
     Rows of one batch are stored contiguously in file order, so a row's line number is its distance from
-    the batch's first row plus 2, corrected by the blank and rejected lines before it (raw.line_gaps,
-    only for the batches that have any).
+    the batch's first row plus 2, plus the blank and rejected lines above it. Those corrections exist only
+    for the few batches with such lines (raw.line_gaps): they ride along as two short lists per batch, and
+    the CASE touches them only for rows of those batches, so reading the view costs one scan and a join
+    with the (small) manifest.
     """
-    table = f"raw.{entity}_data"
     return f"""
 create or replace view raw.{entity} as
-with batches as (
+with gaps as (
     select
-        batch_id as _batch_id,
-        file_name as _source_file,
-        sha256 as _source_sha256,
-        extract_date as _extract_date,
-        finished_at as _ingested_at,
-        first_rowid as _first_rowid
-    from raw.ingested_files
-    where status = 'loaded' and entity = '{entity}'
+        _batch_id,
+        list(ordinal_from order by ordinal_from) as gap_from,
+        list(lines_before order by ordinal_from) as gap_before
+    from raw.line_gaps
+    group by _batch_id
 ),
 
-placed as (
-    select d.*, b.* exclude (_batch_id, _first_rowid), d.rowid - b._first_rowid as _ordinal
-    from {table} as d
-    inner join batches as b on d._batch_id = b._batch_id
-),
-
-gapless as (
-    select * exclude (_ordinal), _ordinal + 2 as _line_number
-    from placed
-    where _batch_id not in (select g._batch_id from raw.line_gaps as g)
-),
-
-gapped as (
-    select p.* exclude (_ordinal), p._ordinal + 2 + coalesce(g.lines_before, 0) as _line_number
-    from (select * from placed where _batch_id in (select _batch_id from raw.line_gaps)) as p
-    asof left join raw.line_gaps as g
-        on p._batch_id = g._batch_id and p._ordinal >= g.ordinal_from
+batches as (
+    select
+        f.batch_id as _batch_id,
+        f.file_name as _source_file,
+        f.sha256 as _source_sha256,
+        f.extract_date as _extract_date,
+        f.finished_at as _ingested_at,
+        f.first_rowid as _first_rowid,
+        g.gap_from as _gap_from,
+        g.gap_before as _gap_before
+    from raw.ingested_files as f
+    left join gaps as g on f.batch_id = g._batch_id
+    where f.status = 'loaded' and f.entity = '{entity}'
 )
 
-select * from gapless
-union all by name
-select * from gapped
+select
+    d.*,
+    b.* exclude (_batch_id, _first_rowid, _gap_from, _gap_before),
+    d.rowid - b._first_rowid + 2 + case
+        when b._gap_from is null then 0
+        else coalesce(
+            b._gap_before[len(list_filter(b._gap_from, lambda x: x <= d.rowid - b._first_rowid))], 0
+        )
+    end as _line_number
+from raw.{entity}_data as d
+inner join batches as b on d._batch_id = b._batch_id
 """
 
 

@@ -13,28 +13,32 @@
       failing_when     SQL boolean expression over the model's columns; true marks a failing row.
       error_above_pct  percentage (0.1 = 0.1 %) of checked rows above which the test errors.
     The test's `where` config narrows the checked rows (numerator and denominator alike).
+      only_batches_after  optional `schema.table` of a model that stages the tested source by
+                          `_batch_id`: check only the batches newer than its newest (all batches when
+                          it does not exist yet). Resolved when the test runs, without a ref, so a
+                          source test still runs before that model.
+    `model` is read twice on purpose: a CTE used twice would be materialised by DuckDB (a full copy).
 #}
-{% test failing_rows_pct(model, failing_when, error_above_pct, column_name=none) %}
+{% test failing_rows_pct(model, failing_when, error_above_pct, only_batches_after=none, column_name=none) %}
     {{ config(
         fail_calc='count(*)',
         warn_if='> 0',
         error_if='> ' ~ (error_above_pct | float) ~ ' / 100.0 * max(total_rows)',
     ) }}
 
+    {%- set batch_filter = unstaged_batch_filter(only_batches_after) %}
+
     with
 
-    checked_rows as (
-        select * from {{ model }}
-    ),
-
     totals as (
-        select count(*) as total_rows from checked_rows
+        select count(*) as total_rows from {{ model }}
+        where {{ batch_filter }}
     )
 
     select
         checked_rows.*,
         totals.total_rows
-    from checked_rows
+    from {{ model }} as checked_rows
     cross join totals
-    where coalesce(({{ failing_when }}), false)
+    where {{ batch_filter }} and coalesce(({{ failing_when }}), false)
 {% endtest %}

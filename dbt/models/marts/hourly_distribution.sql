@@ -1,14 +1,17 @@
 {#-
     Chats by local weekday and hour of creation: a full 7 x 24 grid, empty cells included.
     avg_chats_per_week = chats / number of dates with that weekday in the local-date span of the data
-    (first to last created_date_local, inclusive).
+    (first to last created_date_local, inclusive). One pass over fct_chats: the span comes from the
+    per-cell first and last dates.
 -#}
 
 with
 
 chats as (
 
-    select created_at_local
+    select
+        created_at_local,
+        created_date_local
     from {{ ref('fct_chats') }}
 
 ),
@@ -18,7 +21,9 @@ cells as (
     select
         isodow(created_at_local) as day_of_week,
         hour(created_at_local) as hour_of_day,
-        count(*) as chats
+        count(*) as chats,
+        min(created_date_local) as first_date,
+        max(created_date_local) as last_date
     from chats
     group by isodow(created_at_local), hour(created_at_local)
 
@@ -26,11 +31,8 @@ cells as (
 
 span_dates as (
 
-    select
-        cast(unnest(generate_series(
-            min(cast(created_at_local as date)), max(cast(created_at_local as date)), interval 1 day
-        )) as date) as local_date
-    from chats
+    select cast(unnest(generate_series(min(first_date), max(last_date), interval 1 day)) as date) as local_date
+    from cells
 
 ),
 

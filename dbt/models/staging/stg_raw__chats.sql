@@ -30,7 +30,7 @@ source_chats as (
         _ingested_at
     from {{ source('raw', 'chats') }}
     {% if is_incremental() %}
-        where _batch_id > (select coalesce(max(staged._batch_id), -1) as max_batch_id from {{ this }} as staged)
+        where _batch_id > {{ max_batch_id(this) }}
     {% endif %}
 
 ),
