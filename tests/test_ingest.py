@@ -350,3 +350,30 @@ def test_dirty_sample_reconciles_exactly_with_ground_truth(tmp_path: Path) -> No
             home, "select id, _line_number from raw.chats where _source_file = ?", [name]
         ):
             assert lines[line_number - 1].split(",")[0] == (row_id or ""), (name, line_number)
+
+
+def test_one_run_with_duplicates_bad_encoding_and_bad_gzip_in_one_group(home: Home) -> None:
+    """Files sharing a header load together; the odd ones are split off without harming the rest."""
+    clean = HEADER + "\n" + "\n".join(ROWS) + "\n"
+    write(home.landing_chats, "chats_2000-02-01.csv", clean)
+    write(home.landing_chats, "chats_2000-02-02.csv", clean)  # same bytes under another name
+    bad_utf8 = (HEADER + "\nu1,k,2000-01-01 00:00:00,true,\nu2,k\xe9,2000-01-01 00:00:00,true,\n").encode(
+        "latin-1"
+    )
+    write(home.landing_chats, "chats_2000-02-03.csv", bad_utf8)
+    (home.landing_chats / "chats_2000-02-04.csv.gz").write_bytes(gzip.compress(clean.encode())[:-12])
+    write(home.landing_chats, "chats_2000-02-05.csv", HEADER + "\nz1,k,2000-01-01 00:00:00,true,\n")
+    report = ingest(home)
+    status = {o.file_name: (o.status, o.rows_loaded, o.rows_rejected) for o in report.outcomes}
+    assert status["chats_2000-02-01.csv"] == ("loaded", 3, 0)
+    assert status["chats_2000-02-02.csv"][0] == "skipped"
+    assert "same content as chats_2000-02-01.csv" in next(
+        o.reason for o in report.outcomes if o.file_name == "chats_2000-02-02.csv"
+    )
+    assert status["chats_2000-02-03.csv"] == ("loaded", 1, 1)
+    assert q(home, "select line_number, error_type from raw.rejected_rows") == [(3, "INVALID ENCODING")]
+    assert status["chats_2000-02-04.csv.gz"][0] == "failed"
+    assert status["chats_2000-02-05.csv"] == ("loaded", 1, 0)
+    assert q(home, "select count(*) from raw.chats") == [(5,)]
+    lines = q(home, "select _source_file, id, _line_number from raw.chats order by 1, 3")
+    assert ("chats_2000-02-03.csv", "u1", 2) in lines and ("chats_2000-02-05.csv", "z1", 2) in lines

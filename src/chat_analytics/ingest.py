@@ -130,11 +130,12 @@ def ingest(home: Home) -> IngestReport:
             candidate = _precheck(con, outcome)
             if candidate:
                 candidates.append(candidate)
-        fresh = _scan_and_dedupe(con, candidates)
-        for group in _groups(fresh):
+        for group in _groups(candidates):
             _load_group_or_fail(con, group)
     finally:
+        t0 = time.perf_counter()
         con.close()
+        log.debug("closed the warehouse (checkpoint) in %.2f s", time.perf_counter() - t0)
     for outcome in report.outcomes:
         _log_outcome(outcome)
     _log_summary(report)
@@ -226,10 +227,10 @@ def _check_header(entity: str, header: bytes) -> list[str]:
     return names
 
 
-def _scan_and_dedupe(con: duckdb.DuckDBPyConnection, candidates: list[_Candidate]) -> list[_Candidate]:
-    """Hash and scan the candidates in parallel; skip content that is already loaded (or twice here)."""
+def _scan(candidates: list[_Candidate]) -> None:
+    """Hash and scan the candidates (two threads; runs while DuckDB parses the same files)."""
 
-    def scan(candidate: _Candidate) -> None:
+    def one(candidate: _Candidate) -> None:
         t0 = time.perf_counter()
         try:
             candidate.scan = csvscan.scan(candidate.path)
@@ -239,26 +240,10 @@ def _scan_and_dedupe(con: duckdb.DuckDBPyConnection, candidates: list[_Candidate
             candidate.outcome.reason = f"cannot read the file: {exc.strerror or exc}"
         candidate.outcome.seconds += time.perf_counter() - t0
 
-    total = sum(c.stat.st_size for c in candidates)
-    if total > BIG_LOAD_BYTES:
-        log.info("hashing and scanning %d new file(s), %.1f MB...", len(candidates), total / 1e6)
+    t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=SCAN_THREADS, thread_name_prefix="scan") as pool:
-        list(pool.map(scan, candidates))
-    fresh: list[_Candidate] = []
-    seen: dict[tuple[str, str], str] = {}
-    for c in candidates:
-        if c.scan is None:
-            _fail(con, c.outcome, c.extract_date, b"", c.started)
-            continue
-        key = (c.entity, c.scan.sha256)
-        previous = seen.get(key) or _loaded_name(con, *key)
-        if previous:
-            same = "already loaded" if previous == c.path.name else f"same content as {previous}"
-            c.outcome.status, c.outcome.reason = "skipped", f"{same} (sha256 {c.scan.sha256[:12]})"
-            continue
-        seen[key] = c.path.name
-        fresh.append(c)
-    return fresh
+        list(pool.map(one, [c for c in candidates if c.scan is None]))
+    log.debug("hashed and scanned %d file(s) in %.2f s", len(candidates), time.perf_counter() - t0)
 
 
 def _loaded_name(con: duckdb.DuckDBPyConnection, entity: str, sha256: str) -> str | None:
@@ -271,28 +256,35 @@ def _loaded_name(con: duckdb.DuckDBPyConnection, entity: str, sha256: str) -> st
 
 
 def _groups(candidates: list[_Candidate]) -> list[list[_Candidate]]:
-    """Files of one entity with the same header load together (categories first, then chats, in date
-    order). A file that is not valid UTF-8 loads alone: DuckDB validates encodings per single-file scan."""
+    """Files of one entity with the same header load together: categories first, then chats."""
     groups: dict[tuple[str, tuple[str, ...]], list[_Candidate]] = {}
-    alone: list[list[_Candidate]] = []
     for c in candidates:
-        assert c.scan is not None
-        if c.scan.valid_utf8:
-            groups.setdefault((c.entity, tuple(c.columns)), []).append(c)
-        else:
-            alone.append([c])
-    ordered = list(groups.values()) + alone
-    return sorted(ordered, key=lambda g: (0 if g[0].entity == "categories" else 1, g[0].extract_date))
+        groups.setdefault((c.entity, tuple(c.columns)), []).append(c)
+    return sorted(groups.values(), key=lambda g: (0 if g[0].entity == "categories" else 1, g[0].extract_date))
+
+
+class _Regroup(Exception):
+    """After scanning, some files of a group must not load with it: already-loaded content (skip) or
+    invalid UTF-8 (load alone: DuckDB validates encodings reliably only in a single-file scan)."""
+
+    def __init__(self, skipped: list[_Candidate], alone: list[_Candidate]) -> None:
+        super().__init__("regroup")
+        self.skipped = skipped
+        self.alone = alone
 
 
 def _load_group_or_fail(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> None:
     try:
         _load_group(con, group)
+    except _Regroup as regroup:
+        rest = [c for c in group if c not in regroup.skipped and c not in regroup.alone]
+        for part in ([rest] if rest else []) + [[c] for c in regroup.alone]:
+            _load_group_or_fail(con, part)
     except (FileRejected, ReconciliationError, RuntimeError, duckdb.Error, OSError) as exc:
         message = str(exc).splitlines()[0]
         if isinstance(exc, duckdb.Error):
             message = f"the CSV reader could not use the file: {message}"
-        if len(group) > 1 and not isinstance(exc, FileRejected):
+        if len(group) > 1:
             log.warning("loading %d files together failed (%s): loading them one by one", len(group), message)
             for candidate in group:
                 _load_group_or_fail(con, [candidate])
@@ -319,7 +311,14 @@ def _load_group(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> None
             con.execute(view_sql(entity))
         batch_ids = _batch_ids(con, len(group))
         row_base = con.execute(f"select coalesce(max(rowid) + 1, 0) from raw.{entity}_data").fetchone()[0]  # type: ignore[index]
-        _insert(con, group, batch_ids[0])
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scans") as background:
+            scanned = background.submit(_scan, group)
+            try:
+                _insert(con, group, batch_ids[0])
+            finally:
+                scanned.result()
+        log.debug("inserted %d %s file(s) in %.2f s", len(group), entity, time.perf_counter() - t0)
+        _check_scans(con, group)
         placed = _placement(con, entity, batch_ids, row_base)
         rejects = _reject_rows(con)
         results: list[tuple[_Candidate, int, Reconciled]] = []
@@ -335,7 +334,9 @@ def _load_group(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> None
             results.append((c, batch_id, done))
         for c in group:
             _fault_point("before-commit", c.path)
+        log.debug("reconciled %d file(s) at %.2f s", len(group), time.perf_counter() - t0)
         con.execute("commit")
+        log.debug("committed at %.2f s", time.perf_counter() - t0)
     except BaseException:
         con.execute("rollback")
         raise
@@ -346,6 +347,29 @@ def _load_group(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> None
         c.outcome.rows_loaded, c.outcome.rows_rejected = done.rows_loaded, len(done.rejected)
         c.outcome.seconds += share * c.stat.st_size
         c.outcome.version = done.version
+
+
+def _check_scans(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> None:
+    """Fail unreadable files; split off already-loaded content and invalid UTF-8 (see _Regroup)."""
+    unreadable = [c for c in group if c.scan is None]
+    if unreadable:
+        raise FileRejected(unreadable[0].outcome.reason)
+    skipped: list[_Candidate] = []
+    seen: dict[str, str] = {}
+    for c in group:
+        assert c.scan is not None
+        previous = seen.get(c.scan.sha256) or _loaded_name(con, c.entity, c.scan.sha256)
+        if previous:
+            same = "already loaded" if previous == c.path.name else f"same content as {previous}"
+            c.outcome.status, c.outcome.reason = "skipped", f"{same} (sha256 {c.scan.sha256[:12]})"
+            skipped.append(c)
+        else:
+            seen[c.scan.sha256] = c.path.name
+    alone = (
+        [c for c in group if c.scan and not c.scan.valid_utf8 and c not in skipped] if len(group) > 1 else []
+    )
+    if skipped or alone:
+        raise _Regroup(skipped, alone)
 
 
 def _batch_ids(con: duckdb.DuckDBPyConnection, n: int) -> list[int]:
