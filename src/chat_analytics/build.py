@@ -6,6 +6,8 @@ The exit code follows dbt's severities: warnings (including warn-level data-qual
 0; a model error, an error-severity data test failure or a failing unit test makes it 1.
 Source freshness (on `_ingested_at`) is checked after the build and reported, never fatal: stale
 raw data still gives correct marts for what was ingested.
+Every build records its outcome (each node's status, freshness, dbt version) in
+`<home>/warehouse/last_build.json` (chat_analytics.build_record); `publish` reads it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chat_analytics.build_record import BuildRecord
 from chat_analytics.paths import DBT_PROJECT_DIR, Home, UserError
 
 log = logging.getLogger(__name__)
@@ -148,8 +151,11 @@ def build(home: Home, *, full_refresh: bool = False) -> int:
     outcome = _invoke(_dbt_args(command))
     elapsed = time.monotonic() - started
 
+    record = BuildRecord(dbt_version=_dbt_version())
     if outcome.exception is not None or outcome.result is None:
         log.error("dbt build could not run: %s", outcome.exception or "no result")
+        record.error = str(outcome.exception or "dbt returned no result")
+        record.save(home)
         return 1
 
     summary = BuildSummary.from_results(outcome.result.results)
@@ -164,17 +170,34 @@ def build(home: Home, *, full_refresh: bool = False) -> int:
         elapsed,
         summary.line(),
     )
-    _report_freshness()
+    record.invocation_id = _invocation_id()
+    record.set_nodes(outcome.result.results)
+    if not outcome.success and not summary.failed:
+        record.error = "dbt reported failure"
+    record.set_freshness(_report_freshness())
+    log.debug("build outcome recorded in %s", record.save(home))
     return 1 if failed else 0
 
 
-def _report_freshness() -> None:
+def _dbt_version() -> str:
+    from dbt.version import __version__
+
+    return str(__version__)
+
+
+def _invocation_id() -> str:
+    from dbt_common.invocation import get_invocation_id
+
+    return get_invocation_id()
+
+
+def _report_freshness() -> list[Any]:
     """Log source freshness of the raw tables; informative only (never changes the exit code)."""
     outcome = _invoke(_dbt_args(["source", "freshness"]))
     results = getattr(outcome.result, "results", None) or []
     if outcome.exception is not None or not results:
         log.warning("source freshness could not be checked: %s", outcome.exception or "no result")
-        return
+        return []
     for result in results:
         if _kind(result.node) != "source":
             continue
@@ -190,3 +213,4 @@ def _report_freshness() -> None:
             log.info("freshness %s: %s", name, when)
         else:
             log.warning("freshness %s: %s (%s)", name, status.upper(), when)
+    return list(results)

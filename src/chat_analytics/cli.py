@@ -62,15 +62,40 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return build(Home.resolve(args.home), full_refresh=args.full_refresh)
 
 
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from chat_analytics.publish import PublishRefused, publish
+
+    try:
+        publish(Home.resolve(args.home), run_id=args.run_id)
+    except PublishRefused as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from chat_analytics.report import report
+
+    report(Home.resolve(args.home))
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from chat_analytics.build import build
     from chat_analytics.ingest import ingest
+    from chat_analytics.publish import publish
+    from chat_analytics.report import report
 
     home = Home.resolve(args.home)
     if not ingest(home).ok:
         log.error("ingest reported bad files: not building; fix or remove them and run again")
         return 1
-    return build(home, full_refresh=args.full_refresh)
+    if build(home, full_refresh=args.full_refresh) != 0:
+        log.error("build failed: not publishing; %s stays as it was", home.serving)
+        return 1
+    publish(home)
+    report(home)
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,7 +131,12 @@ def _parser() -> argparse.ArgumentParser:
     build = add("build", _cmd_build, "run dbt build (models and tests) on the warehouse")
     build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
 
-    run = add("run", _cmd_run, "everything in order: ingest, then build")
+    pub = add("publish", _cmd_publish, "copy the marts of the last green build to serving/ for analysts")
+    pub.add_argument("--run-id", metavar="ID", help="run id for _build_info (default: cli-<UTC time>)")
+
+    add("report", _cmd_report, "write serving/report.html from the published marts")
+
+    run = add("run", _cmd_run, "everything in order: ingest, build, publish, report")
     run.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     return parser
 

@@ -20,13 +20,12 @@
     `model` is read twice on purpose: a CTE used twice would be materialised by DuckDB (a full copy).
 #}
 {% test failing_rows_pct(model, failing_when, error_above_pct, only_batches_after=none, column_name=none) %}
+{%- set batch_filter = unstaged_batch_filter(only_batches_after) %}
     {{ config(
         fail_calc='count(*)',
         warn_if='> 0',
         error_if='> ' ~ (error_above_pct | float) ~ ' / 100.0 * max(total_rows)',
     ) }}
-
-    {%- set batch_filter = unstaged_batch_filter(only_batches_after) %}
 
     with
 

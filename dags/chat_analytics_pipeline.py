@@ -1,0 +1,206 @@
+"""
+### chat_analytics: landing extracts → raw → every dbt model and test
+
+The support-chat warehouse's daily run, every morning at **06:00 Melbourne time** (daylight saving
+handled), unattended. One run at a time; no catch-up of missed days: each run loads whatever is new.
+
+1. `ingest`: loads every new file of `landing/chats` and `landing/categories` into the warehouse's
+   `raw` schema (`chat-analytics ingest`). **A bad file stops the run here**: it is named in the log
+   and the alert, the good files are loaded, nothing downstream runs.
+2. `dbt.raw_*`: the source checks first: freshness (`dbt source freshness`) and the data-quality
+   tests of the raw tables.
+3. `dbt.<model>.run` then `dbt.<model>.test`: each dbt model, then its own data and unit tests right
+   after it; a test on several models (`dbt.<test>_test`) runs once all of them are built.
+4. later steps: publish and report (the `DOWNSTREAM_STEPS` list in this file).
+
+**Severities.** An error-severity test failure fails its task and stops everything that depends on that
+model; a warn-severity finding is logged (`WARNING ...` lines) and the run goes on.
+
+**Failures.** Each task retries twice, with exponential backoff (1-2, then 2-4 minutes), and times
+out after 1 hour; a bad landing file fails at once. A task that fails for good logs an `ALERT ...`
+line and, when `CHAT_ANALYTICS_ALERT_WEBHOOK` is set, posts a Slack-compatible message (DAG, task,
+run, log URL, error).
+
+**One writer.** DuckDB allows one writer per file and an open reader blocks it, so every task here runs
+in the pool `chat_analytics_warehouse` of **one slot**: tasks that look parallel in the graph take turns.
+
+Data home: `$CHAT_ANALYTICS_HOME` (default: the project's `data/` folder). The dbt graph is rendered by
+astronomer-cosmos from `dbt/target/manifest.json` (`make setup` runs `dbt parse`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+# Cosmos reads its settings when imported: no telemetry, whoever starts Airflow.
+os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
+
+from airflow.sdk import DAG, CronTriggerTimetable, task
+from airflow.sdk.exceptions import AirflowFailException
+from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, SourceRenderingBehavior, TestBehavior
+from cosmos.operators.local import DbtTestLocalOperator
+
+from chat_analytics.airflow_setup import MANIFEST, POOL, WAREHOUSE_ENV, pipeline_home, stale_dbt_inputs
+from chat_analytics.alerts import dbt_warning_alert, task_failure_alert
+from chat_analytics.paths import DBT_PROJECT_DIR, Home
+
+log = logging.getLogger(__name__)
+
+DAG_ID = "chat_analytics"
+TIMEZONE = "Australia/Melbourne"
+SCHEDULE = "0 6 * * *"  # 06:00 local time, every day
+OWNER = "data-platform"
+TAGS = ["chat-analytics", "dbt", "duckdb", "daily"]
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": OWNER,
+    "retries": 2,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": 2.0,  # the delay doubles with every try (a multiplier in Airflow 3.3)
+    "max_retry_delay": timedelta(minutes=15),
+    "execution_timeout": timedelta(hours=1),
+    "on_failure_callback": task_failure_alert,
+}
+
+#: The seam for the steps after the dbt models and tests (publish the marts, write the daily report:
+#: a later issue). Each entry is a function that creates its task (or task group) when called inside
+#: the DAG below and returns it; the steps run in list order, the first after every dbt task succeeded,
+#: each next one after the one before. A step that touches the warehouse must use `pool=POOL`.
+#:
+#:     def publish() -> Any:
+#:         @task(task_id="publish", pool=POOL)
+#:         def _publish() -> None: ...
+#:         return _publish()
+#:
+#:     DOWNSTREAM_STEPS.append(publish)
+DOWNSTREAM_STEPS: list[Callable[[], Any]] = []
+
+
+def _check_manifest() -> None:
+    """Fail the parse with a clear message without a manifest; warn when it is older than the dbt files."""
+    if not MANIFEST.is_file():
+        raise FileNotFoundError(
+            f"dbt manifest {MANIFEST} not found: run `make setup` (it runs `dbt parse`), "
+            "or `python -m chat_analytics.airflow_setup manifest`"
+        )
+    stale = stale_dbt_inputs()
+    if stale:
+        log.warning(
+            "dbt manifest %s is older than %s (and %d more): the DAG shows the old dbt graph until "
+            "`make setup` re-parses it",
+            MANIFEST,
+            stale[0],
+            len(stale) - 1,
+        )
+
+
+@task(task_id="ingest", pool=POOL, doc_md="Load new landing files into `raw` (`chat-analytics ingest`).")
+def ingest(home_dir: str) -> dict[str, int]:
+    """Load every new landing file; fail (no retry) when any file is bad, after loading the good ones."""
+    from chat_analytics.ingest import ingest as ingest_landing
+    from chat_analytics.paths import UserError
+
+    home = Home(Path(home_dir))
+    try:
+        report = ingest_landing(home)
+    except UserError as exc:  # missing folders, warehouse in use: may clear up, so retries apply
+        raise RuntimeError(str(exc)) from None
+    if not report.ok:
+        bad = "; ".join(f"{o.file_name}: {o.reason}" for o in report.failed)
+        raise AirflowFailException(
+            f"{len(report.failed)} bad landing file(s), nothing downstream runs until they are fixed or "
+            f"removed from {home.landing}: {bad}"
+        )
+    if not home.warehouse.is_file():
+        raise AirflowFailException(
+            f"no landing files in {home.landing} and no warehouse yet: drop extracts into landing, run "
+            "`chat-analytics generate`, or trigger the chat_analytics_sample_feed DAG"
+        )
+    loaded = [o for o in report.outcomes if o.status == "loaded"]
+    return {
+        "files_loaded": len(loaded),
+        "rows_loaded": sum(o.rows_loaded for o in loaded),
+        "rows_rejected": sum(o.rows_rejected for o in loaded),
+        "files_skipped": report.count("skipped"),
+    }
+
+
+def _gate_on_detached_tests(dag: DAG) -> None:
+    """A test on several models runs once all of them are built; what depends on any of them waits for it.
+
+    Cosmos renders such a test as its own task after its models' test tasks; like `dbt build`, its
+    failure must also stop the models downstream of those models.
+    """
+    for test in list(dag.tasks):
+        if not isinstance(test, DbtTestLocalOperator) or len(test.upstream_task_ids) < 2:
+            continue
+        ancestors = test.get_flat_relative_ids(upstream=True)
+        for parent_id in sorted(test.upstream_task_ids):
+            for child_id in sorted(dag.get_task(parent_id).downstream_task_ids):
+                if child_id != test.task_id and child_id not in ancestors:
+                    test >> dag.get_task(child_id)
+
+
+def build_dag(home: Path) -> DAG:
+    """The `chat_analytics` DAG working on the chat-analytics home `home`."""
+    _check_manifest()
+    with DAG(
+        dag_id=DAG_ID,
+        description="Daily 06:00 Melbourne: ingest new landing extracts, then every dbt model and its tests",
+        doc_md=__doc__,
+        # No start_date: the first scheduled run is the next 06:00 after the DAG is unpaused (no surprise
+        # run for a past morning); afterwards catchup=False runs only the latest missed morning.
+        schedule=CronTriggerTimetable(SCHEDULE, timezone=TIMEZONE, run_immediately=timedelta(0)),
+        catchup=False,
+        max_active_runs=1,
+        dagrun_timeout=timedelta(hours=6),
+        default_args=DEFAULT_ARGS,
+        tags=TAGS,
+    ) as dag:
+        loaded = ingest(str(home))
+        dbt = DbtTaskGroup(
+            group_id="dbt",
+            tooltip="dbt (astronomer-cosmos): source checks first, then each model and its tests",
+            project_config=ProjectConfig(
+                dbt_project_path=DBT_PROJECT_DIR,
+                manifest_path=MANIFEST,
+                project_name="chat_analytics",
+                env_vars={WAREHOUSE_ENV: str(Home(home).warehouse)},  # the profile's warehouse path
+                install_dbt_deps=False,  # no dbt packages: never needs the network
+            ),
+            profile_config=ProfileConfig(
+                profile_name="chat_analytics",
+                target_name="local",
+                profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml",
+            ),
+            execution_config=ExecutionConfig(
+                execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER
+            ),
+            render_config=RenderConfig(
+                load_method=LoadMode.DBT_MANIFEST,
+                test_behavior=TestBehavior.AFTER_EACH,
+                source_rendering_behavior=SourceRenderingBehavior.WITH_TESTS_OR_FRESHNESS,
+                # a test on two models runs once both are built, not with the first one
+                should_detach_multiple_parents_tests=True,
+                emit_datasets=False,
+            ),
+            operator_args={"pool": POOL},
+            on_warning_callback=dbt_warning_alert,
+        )
+        _gate_on_detached_tests(dag)
+        loaded >> dbt
+        last: Any = dbt
+        for make_step in DOWNSTREAM_STEPS:
+            step = make_step()
+            last >> step
+            last = step
+    return dag
+
+
+dag = build_dag(pipeline_home())

@@ -1,0 +1,216 @@
+"""The outcome of the last dbt build of a home, kept beside the warehouse in `warehouse/last_build.json`.
+
+`chat-analytics build` writes it after every `dbt build` (every node's status, the dbt version, source
+freshness); `publish` reads it and publishes only when no node's latest status is an error. Under
+Airflow, where astronomer-cosmos runs one dbt invocation per task, `record_cosmos_results` is the
+operators' `callback`: it merges each invocation's `run_results.json` (and `sources.json`) into the same
+record, node by node, so the latest status of every model and test is known when publish runs.
+
+The record is small JSON written atomically (new file, then rename); one writer at a time, like the
+warehouse itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from chat_analytics.paths import Home, UserError
+
+log = logging.getLogger(__name__)
+
+RECORD_NAME = "last_build.json"
+FORMAT = 1
+FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
+TEST_KINDS = ("data test", "unit test")
+_KINDS = {"model": "model", "test": "data test", "unit_test": "unit test", "operation": "hook"}
+
+
+def record_path(home: Home) -> Path:
+    return home.warehouse_dir / RECORD_NAME
+
+
+def _kind(unique_id: str) -> str:
+    return _KINDS.get(unique_id.split(".", 1)[0], unique_id.split(".", 1)[0])
+
+
+def _name(unique_id: str) -> str:
+    """`model.p.fct_chats` -> fct_chats; `test.p.unique_x.3f2a` -> unique_x; `unit_test.p.m.t` -> m.t."""
+    parts = unique_id.split(".")
+    if parts[0] == "test" and len(parts) >= 4:
+        return parts[2]
+    if parts[0] == "unit_test" and len(parts) >= 4:
+        return ".".join(parts[2:])
+    return parts[-1]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class TestSummary:
+    """Latest data and unit test results: passed, warned, errored (fail or error) and their names."""
+
+    passed: int = 0
+    warned: int = 0
+    errored: int = 0
+    warned_tests: list[str] = field(default_factory=list)
+    failed_nodes: list[str] = field(default_factory=list)  # any node kind: models, tests, hooks
+
+
+@dataclass
+class BuildRecord:
+    """Latest status per dbt node (by unique id), plus freshness and the dbt version."""
+
+    updated_at: str = field(default_factory=_now)
+    dbt_version: str = ""
+    invocation_id: str = ""
+    error: str | None = None  # dbt could not run at all
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    freshness: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    # ---- reading ------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, home: Home) -> BuildRecord:
+        path = record_path(home)
+        if not path.is_file():
+            raise UserError(f"no build outcome recorded at {path}: run `chat-analytics build` first")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.pop("format", None) != FORMAT:
+                raise ValueError("unknown format")
+            return cls(**data)
+        except (ValueError, TypeError) as exc:
+            raise UserError(
+                f"the build outcome {path} is unreadable ({exc}): run `chat-analytics build`"
+            ) from None
+
+    @property
+    def ok(self) -> bool:
+        """True when dbt ran and no node's latest status is an error or a failed test."""
+        return self.error is None and bool(self.nodes) and not self.tests().failed_nodes
+
+    def tests(self) -> TestSummary:
+        summary = TestSummary()
+        for unique_id, node in sorted(self.nodes.items()):
+            status, kind = node.get("status", ""), _kind(unique_id)
+            if status in FAILED_STATUSES:
+                summary.failed_nodes.append(_name(unique_id))
+            if kind not in TEST_KINDS:
+                continue
+            if status == "pass":
+                summary.passed += 1
+            elif status == "warn":
+                summary.warned += 1
+                summary.warned_tests.append(_name(unique_id))
+            elif status in FAILED_STATUSES:
+                summary.errored += 1
+        return summary
+
+    def freshness_status(self) -> str | None:
+        """The worst source freshness status (pass < warn < error), or None when never checked."""
+        order = ["pass", "warn", "error", "runtime error"]
+        statuses = [f.get("status", "") for f in self.freshness.values()]
+        known = [s for s in statuses if s in order]
+        return max(known, key=order.index) if known else None
+
+    # ---- writing ------------------------------------------------------------------------------------
+
+    def save(self, home: Home) -> Path:
+        path = record_path(home)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        text = json.dumps({"format": FORMAT, **asdict(self)}, indent=1, default=str)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    def set_nodes(self, results: Iterable[Any]) -> None:
+        """Record in-process dbt results (`dbtRunnerResult.result.results`)."""
+        for result in results:
+            node = result.node
+            self._set(node.unique_id, str(result.status).lower(), result.message, result.failures)
+
+    def set_freshness(self, results: Iterable[Any]) -> None:
+        for result in results:
+            node = result.node
+            if not str(getattr(node, "unique_id", "")).startswith("source."):
+                continue
+            loaded = getattr(result, "max_loaded_at", None)
+            self.freshness[f"{node.source_name}.{node.name}"] = {
+                "status": str(result.status).lower(),
+                "max_loaded_at": loaded.isoformat() if loaded is not None else None,
+                "checked_at": _now(),
+            }
+
+    def merge_artifacts(self, target: Path) -> int:
+        """Merge a dbt target folder's run_results.json and sources.json; returns the nodes merged."""
+        merged = 0
+        run_results = _read_json(target / "run_results.json")
+        if run_results:
+            meta = run_results.get("metadata", {})
+            self.dbt_version = meta.get("dbt_version", self.dbt_version)
+            self.invocation_id = meta.get("invocation_id", self.invocation_id)
+            for result in run_results.get("results", []):
+                unique_id = result.get("unique_id", "")
+                if unique_id.startswith("source."):
+                    continue
+                self._set(unique_id, str(result.get("status", "")).lower(), result.get("message"), None)
+                merged += 1
+        sources = _read_json(target / "sources.json")
+        for result in (sources or {}).get("results", []):
+            unique_id = result.get("unique_id", "")
+            _, _, source = unique_id.partition(".")  # source.<package>.<source>.<table>
+            key = source.partition(".")[2] or unique_id
+            self.freshness[key] = {
+                "status": str(result.get("status", "")).lower(),
+                "max_loaded_at": result.get("max_loaded_at"),
+                "checked_at": _now(),
+            }
+        self.error = None
+        self.updated_at = _now()
+        return merged
+
+    def _set(self, unique_id: str, status: str, message: object, failures: object) -> None:
+        text = str(message or "").strip().splitlines()
+        self.nodes[unique_id] = {
+            "status": status,
+            "message": text[0] if text else "",
+            "failures": failures if isinstance(failures, int) else None,
+            "at": _now(),
+        }
+
+
+def _read_json(path: Path) -> Mapping[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        log.warning("ignoring unreadable dbt artefact %s: %s", path, exc)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def record_cosmos_results(project_dir: str, home: str | None = None, **_: Any) -> None:
+    """astronomer-cosmos operator `callback`: merge this dbt invocation's results into the home's record.
+
+    Wire it with `operator_args={"callback": record_cosmos_results, "callback_args": {"home": <dir>}}`;
+    Cosmos calls it with the temporary project folder after every dbt command, failed ones included.
+    """
+    chosen = Home.resolve(home)
+    try:
+        record = BuildRecord.load(chosen)
+    except UserError:
+        record = BuildRecord()
+    merged = record.merge_artifacts(Path(project_dir) / "target")
+    record.save(chosen)
+    log.info("build outcome %s: %d node result(s) merged", record_path(chosen), merged)

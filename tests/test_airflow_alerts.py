@@ -1,0 +1,129 @@
+"""Failure alerts and dbt warnings: the log line, the Slack-compatible payload, delivery that never raises."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from chat_analytics import alerts
+from chat_analytics.alerts import Alert, dbt_warning_alert, send_alert, task_failure_alert
+
+
+def _context(error: BaseException | None = None) -> dict[str, Any]:
+    ti = SimpleNamespace(
+        dag_id="chat_analytics",
+        task_id="dbt.fct_chats.test",
+        run_id="scheduled__2026-01-01T19:00:00+00:00",
+        try_number=3,
+        log_url="http://localhost:8080/dags/chat_analytics/runs/r/tasks/dbt.fct_chats.test?try_number=3",
+    )
+    return {"task_instance": ti, "dag_run": SimpleNamespace(dag_id="chat_analytics"), "exception": error}
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, list[Any], list[int]]]:
+    received: list[Any] = []
+    statuses: list[int] = []  # status to answer with, in order; 200 when empty
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.headers["Content-Type"], json.loads(body)))
+            self.send_response(statuses.pop(0) if statuses else 200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/hook", received, statuses
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_alert_from_context_and_slack_payload() -> None:
+    alert = Alert.from_context(_context(RuntimeError("dbt test failed: 3 rows")))
+    assert alert.line() == (
+        "ALERT chat_analytics: task dbt.fct_chats.test failed in run scheduled__2026-01-01T19:00:00+00:00: "
+        "RuntimeError: dbt test failed: 3 rows (log: http://localhost:8080/dags/chat_analytics/runs/r/tasks/"
+        "dbt.fct_chats.test?try_number=3)"
+    )
+    payload = alert.payload()
+    assert set(payload) == {"text", "attachments"}
+    assert "dbt.fct_chats.test" in payload["text"]
+    fields = {f["title"]: f["value"] for f in payload["attachments"][0]["fields"]}
+    assert fields == {
+        "DAG": "chat_analytics",
+        "Task": "dbt.fct_chats.test",
+        "Try": "3",
+        "Run": "scheduled__2026-01-01T19:00:00+00:00",
+        "Log": alert.log_url,
+        "Error": "RuntimeError: dbt test failed: 3 rows",
+    }
+    json.dumps(payload)
+
+
+def test_without_webhook_the_alert_is_a_log_line(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    monkeypatch.delenv(alerts.WEBHOOK_ENV, raising=False)
+    task_failure_alert(_context(ValueError("boom")))
+    assert "ALERT chat_analytics: task dbt.fct_chats.test failed" in caplog.text
+    assert "ValueError: boom" in caplog.text
+
+
+def test_webhook_gets_the_json(server, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, received, _ = server
+    monkeypatch.setenv(alerts.WEBHOOK_ENV, url)
+    task_failure_alert(_context(ValueError("boom")))
+    assert len(received) == 1
+    content_type, payload = received[0]
+    assert content_type.startswith("application/json")
+    assert payload == Alert.from_context(_context(ValueError("boom"))).payload()
+
+
+def test_transient_webhook_errors_are_retried(server, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, received, statuses = server
+    statuses.append(503)
+    monkeypatch.setattr(alerts.time, "sleep", lambda _: None)
+    assert send_alert(Alert.from_context(_context()), webhook=url)
+    assert len(received) == 2
+
+
+def test_a_broken_webhook_never_raises(monkeypatch: pytest.MonkeyPatch, caplog, server) -> None:
+    url, received, statuses = server
+    statuses.append(404)
+    assert not send_alert(Alert.from_context(_context()), webhook=url)
+    assert len(received) == 1  # a 4xx is not retried
+    monkeypatch.setattr(alerts.time, "sleep", lambda _: None)
+    monkeypatch.setenv(alerts.WEBHOOK_ENV, "http://127.0.0.1:9/nothing-listens-here")
+    task_failure_alert(_context(RuntimeError("x")))  # no exception
+    assert "alert webhook unreachable" in caplog.text
+    monkeypatch.setenv(alerts.WEBHOOK_ENV, "not a url")
+    task_failure_alert({})
+    assert "ALERT ?: task ? failed" in caplog.text
+
+
+def test_dbt_warnings_are_logged_and_nothing_else(caplog) -> None:
+    ti = SimpleNamespace(task_id="dbt.stg_raw__categories.test")
+    dbt_warning_alert({"task_instance": ti, "test_names": [], "test_results": []})
+    assert caplog.text == ""
+    dbt_warning_alert(
+        {
+            "task_instance": ti,
+            "test_names": ["empty_disabled"],
+            "test_results": ["Got 1 result, warn if >= 1"],
+        }
+    )
+    assert (
+        "WARNING dbt.stg_raw__categories.test: empty_disabled: Got 1 result, warn if >= 1 "
+        "(warn severity: the run goes on)" in caplog.text
+    )
+    assert all(r.levelname == "WARNING" for r in caplog.records)

@@ -1,0 +1,401 @@
+"""The Airflow DAGs in-process: integrity, a whole run with `dag.test()`, and the failure paths.
+
+Airflow reads its settings when first imported, so this module points it at a private AIRFLOW_HOME
+(SQLite metadata database in a temp folder) before importing it. Runs use generated data in tmp homes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+if "airflow" in sys.modules:  # pragma: no cover - another test module imported Airflow with its settings
+    pytest.fail("Airflow was imported before test_dags.py could point it at a private home", pytrace=False)
+
+PROJECT = Path(__file__).resolve().parents[1]
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="chat-analytics-airflow-"))
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(_AIRFLOW_HOME / "logs"),
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "DO_NOT_TRACK": "1",
+    }
+)
+
+import http.server  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from datetime import UTC, date, datetime  # noqa: E402
+from types import ModuleType  # noqa: E402
+from typing import Any  # noqa: E402
+
+import airflow  # noqa: E402, F401  (Airflow before Cosmos)
+import cosmos  # noqa: E402, F401
+import duckdb  # noqa: E402
+
+from chat_analytics.airflow_setup import POOL  # noqa: E402
+from chat_analytics.alerts import task_failure_alert  # noqa: E402
+from chat_analytics.generate import generate  # noqa: E402
+from chat_analytics.paths import Home  # noqa: E402
+
+DAGS = PROJECT / "dags"
+PIPELINE = "chat_analytics"
+FEED = "chat_analytics_sample_feed"
+MANIFEST = PROJECT / "dbt" / "target" / "manifest.json"
+START, END = date(2000, 1, 1), date(2000, 1, 31)
+
+
+@pytest.fixture(scope="module")
+def airflow_db() -> None:
+    from airflow.utils import db
+
+    db.initdb()
+
+
+def _dagbag(home: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("CHAT_ANALYTICS_HOME", str(home))
+    bag = DagBag(str(DAGS))
+    assert bag.import_errors == {}
+    return bag
+
+
+def _pipeline_module() -> ModuleType:
+    """The pipeline DAG file imported as a module (for its building blocks)."""
+    path = DAGS / f"{PIPELINE}_pipeline.py"
+    spec = importlib.util.spec_from_file_location("chat_analytics_pipeline_under_test", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _states(dag_run: Any) -> dict[str, tuple[str, int]]:
+    return {ti.task_id: (str(ti.state), ti.try_number) for ti in dag_run.get_task_instances()}
+
+
+def _marts(warehouse: Path) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        names = [
+            n
+            for (n,) in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'analytics' order by 1"
+            ).fetchall()
+        ]
+        return {n: con.execute(f"select * from analytics.{n} order by all").fetchall() for n in names}
+
+
+def _release_dbt_duckdb() -> None:
+    """dbt-duckdb keeps the last warehouse open in this process; close it before reading the file here."""
+    from chat_analytics.build import _release_warehouse
+
+    _release_warehouse()
+
+
+# ----------------------------------------------------------------------------------------------------
+# integrity
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    mp = pytest.MonkeyPatch()
+    try:
+        yield _dagbag(tmp_path_factory.mktemp("integrity-home"), mp)
+    finally:
+        mp.undo()
+
+
+def test_dags_import_without_errors_and_parse_fast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    # no network and no warehouse needed: refuse every connection, point at a home that does not exist
+    def no_network(*args: Any, **kwargs: Any) -> None:
+        raise OSError("network used while parsing the DAGs")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setenv("CHAT_ANALYTICS_HOME", str(tmp_path / "nowhere"))
+    started = time.perf_counter()
+    bag = DagBag(str(DAGS))
+    total = time.perf_counter() - started
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {PIPELINE, FEED}
+    assert not (tmp_path / "nowhere").exists()
+    per_file = {Path(s.file).name: s.duration.total_seconds() for s in bag.dagbag_stats}
+    with capsys.disabled():
+        print(
+            f"\nDAG parse time: {', '.join(f'{n} {s:.3f} s' for n, s in sorted(per_file.items()))} "
+            f"(DagBag total {total:.3f} s)"
+        )
+    assert per_file[f"{PIPELINE}_pipeline.py"] < 1.0
+
+
+def test_pipeline_shape(bag: Any) -> None:
+    dag = bag.dags[PIPELINE]
+    manifest = json.loads(MANIFEST.read_text())
+    models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    tasks = dag.task_dict
+
+    assert [t.task_id for t in dag.roots] == ["ingest"]
+    for name, node in models.items():
+        run = tasks[f"dbt.{name}.run"]
+        # each model's tests right after it
+        if f"dbt.{name}.test" in tasks:
+            assert tasks[f"dbt.{name}.test"].upstream_task_ids == {run.task_id}
+        # after everything it reads from: the upstream models' tests, the sources' checks
+        ancestors = run.get_flat_relative_ids(upstream=True)
+        assert "ingest" in ancestors
+        for parent in node["depends_on"]["nodes"]:
+            kind, *_, parent_name = parent.split(".")
+            if kind == "model":
+                last = tasks.get(f"dbt.{parent_name}.test") or tasks[f"dbt.{parent_name}.run"]
+                assert last.task_id in ancestors, (name, parent)
+            elif kind == "source":
+                source = parent.split(".")[-2] + "_" + parent_name
+                checks = [t for t in tasks if t.startswith(f"dbt.{source}")]
+                if checks:  # sources with tests or freshness are checked first
+                    assert any(t in ancestors for t in checks), (name, parent)
+    # a test on several models runs after all of them and gates what depends on them
+    for task in dag.tasks:
+        if task.task_id.startswith("dbt.") and task.task_id.endswith("_test"):
+            assert len(task.upstream_task_ids) >= 1
+    # the seam for later steps: nothing after the dbt group yet, no placeholder task
+    assert all(t.task_id.startswith("dbt.") for t in dag.leaves)
+    assert {t.task_id for t in dag.tasks if not t.task_id.startswith("dbt.")} == {"ingest"}
+
+
+def test_every_warehouse_task_is_in_the_single_slot_pool(bag: Any) -> None:
+    dag = bag.dags[PIPELINE]
+    assert {t.task_id: t.pool for t in dag.tasks} == {t.task_id: POOL for t in dag.tasks}
+    feed = bag.dags[FEED]
+    assert [t.task_id for t in feed.tasks] == ["drop_next_extract"]
+
+
+def test_schedule_retries_timeout_alerts_and_docs(bag: Any) -> None:
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import DataInterval, TimeRestriction
+
+    for dag_id in (PIPELINE, FEED):
+        dag = bag.dags[dag_id]
+        assert dag.catchup is False
+        assert dag.max_active_runs == 1
+        assert dag.doc_md and dag.description and dag.tags
+        for task in dag.tasks:
+            assert task.retries >= 1 and task.execution_timeout is not None, task.task_id
+            assert task_failure_alert in task.on_failure_callback, task.task_id
+            assert task.owner == "data-platform"
+    pipeline = bag.dags[PIPELINE]
+    assert {t.retry_exponential_backoff for t in pipeline.tasks} == {2.0}
+
+    # 06:00 in Melbourne on both sides of a daylight-saving change (AEDT UTC+11 -> AEST UTC+10 at 03:00
+    # on Sunday 5 April 2026): 19:00 UTC on the 4th, 20:00 UTC from the 5th on
+    timetable = coerce_to_core_timetable(pipeline.timetable)
+    runs = []
+    last = DataInterval.exact(datetime(2026, 4, 2, 19, 0, tzinfo=UTC))
+    for _ in range(4):
+        info = timetable.next_dagrun_info(
+            last_automated_data_interval=last, restriction=TimeRestriction(None, None, catchup=True)
+        )
+        assert info is not None
+        runs.append(info.run_after)
+        last = info.data_interval
+    assert [r.in_timezone("UTC").hour for r in runs] == [19, 20, 20, 20]
+    assert {r.in_timezone("Australia/Melbourne").hour for r in runs} == {6}
+
+
+def test_downstream_steps_run_after_every_dbt_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk import task
+
+    module = _pipeline_module()
+
+    def publish() -> Any:
+        @task(task_id="publish", pool=POOL)
+        def _publish() -> None:
+            return None
+
+        return _publish()
+
+    def report() -> Any:
+        @task(task_id="report")
+        def _report() -> None:
+            return None
+
+        return _report()
+
+    dbt_leaves = {t.task_id for t in module.build_dag(tmp_path).leaves}
+    monkeypatch.setattr(module, "DOWNSTREAM_STEPS", [publish, report])
+    dag = module.build_dag(tmp_path)
+    assert all(t.startswith("dbt.") for t in dbt_leaves)
+    assert dag.get_task("publish").upstream_task_ids == dbt_leaves
+    assert dag.get_task("report").upstream_task_ids == {"publish"}
+    assert [t.task_id for t in dag.leaves] == ["report"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# whole runs
+
+
+def test_dag_run_builds_the_same_marts_as_the_cli(
+    airflow_db: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    dag_home, cli_home = tmp_path / "dag", tmp_path / "cli"
+    for home in (dag_home, cli_home):
+        generate(Home(home), chats=5_000, start=START, end=END, seed=11, dirty=False)
+    reference = subprocess.Popen(
+        [str(PROJECT / ".venv" / "bin" / "chat-analytics"), "run", "--home", str(cli_home)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        dag = _dagbag(dag_home, monkeypatch).dags[PIPELINE]
+        started = time.perf_counter()
+        dag_run = dag.test()
+        print(f"dag.test(): {time.perf_counter() - started:.1f} s for {len(dag.tasks)} tasks")
+    finally:
+        output, _ = reference.communicate(timeout=300)
+    assert reference.returncode == 0, output
+
+    states = _states(dag_run)
+    assert str(dag_run.state) == "success", states
+    assert {s for s, _ in states.values()} == {"success"}
+    assert all(tries == 1 for _, tries in states.values())
+    # warn-severity findings (the sample data has categories with an empty `disabled`) are logged
+    assert "(warn severity: the run goes on)" in caplog.text
+
+    _release_dbt_duckdb()
+    dag_marts, cli_marts = _marts(Home(dag_home).warehouse), _marts(Home(cli_home).warehouse)
+    assert set(dag_marts) == set(cli_marts)
+    assert {"fct_chats", "daily_resolutions", "hourly_distribution"} <= set(dag_marts)
+    for name in cli_marts:
+        assert dag_marts[name] == cli_marts[name], name
+    assert len(dag_marts["fct_chats"]) > 4_000
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    received: list[dict[str, Any]]
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        self.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    received: list[dict[str, Any]] = []
+    handler = type("Hook", (_Hook,), {"received": received})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/alerts", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_bad_landing_file_fails_at_ingest_alerts_and_stops_everything(
+    airflow_db: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    webhook: tuple[str, list[dict[str, Any]]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url, received = webhook
+    home = Home(tmp_path / "home")
+    generate(home, chats=300, start=START, end=date(2000, 1, 3), seed=5, dirty=False)
+    bad = home.landing_chats / "chats_2000-01-04.csv"
+    bad.write_text("id,chat_category_id,created_at,is_customer_initiated\nx,,2000-01-04 10:00:00,true\n")
+    monkeypatch.setenv("CHAT_ANALYTICS_ALERT_WEBHOOK", url)
+
+    dag = _dagbag(home.root, monkeypatch).dags[PIPELINE]
+    dag_run = dag.test()
+
+    states = _states(dag_run)
+    assert str(dag_run.state) == "failed"
+    assert states.pop("ingest") == ("failed", 1)  # a bad file is not retried
+    assert {s for s, _ in states.values()} == {"upstream_failed"}, states
+
+    assert len(received) == 1
+    alert = received[0]
+    fields = {f["title"]: f["value"] for f in alert["attachments"][0]["fields"]}
+    assert fields["DAG"] == PIPELINE and fields["Task"] == "ingest"
+    assert fields["Run"] == dag_run.run_id
+    assert fields["Log"].startswith("http") and "/dags/chat_analytics/runs/" in fields["Log"]
+    assert bad.name in fields["Error"] and "resolved_at" in fields["Error"]
+    assert "ingest" in alert["text"]
+    assert f"ALERT {PIPELINE}: task ingest failed in run {dag_run.run_id}" in caplog.text
+
+
+def test_error_severity_stops_dependents_and_the_rest_runs_on(
+    airflow_db: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    webhook: tuple[str, list[dict[str, Any]]],
+) -> None:
+    url, received = webhook
+    home = Home(tmp_path / "home")
+    generate(home, chats=300, start=START, end=date(2000, 1, 2), seed=3, dirty=False)
+    # every chat timestamp unreadable: far above any error threshold of the chats checks
+    for path in home.landing_chats.iterdir():
+        lines = path.read_text().splitlines()
+        rows = [line.split(",") for line in lines[1:]]
+        path.write_text(
+            "\n".join([lines[0], *(",".join([r[0], r[1], "not a time", r[3], ""]) for r in rows)]) + "\n"
+        )
+    monkeypatch.setenv("CHAT_ANALYTICS_ALERT_WEBHOOK", url)
+    dag = _dagbag(home.root, monkeypatch).dags[PIPELINE]
+    for task in dag.tasks:
+        task.retries = 0  # no waiting for retries in a test
+
+    dag_run = dag.test()
+
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    failed = {t for t, s in states.items() if s == "failed"}
+    assert str(dag_run.state) == "failed"
+    assert failed and all(t.startswith("dbt.") for t in failed)
+    stopped = set().union(*(dag.get_task(t).get_flat_relative_ids(upstream=False) for t in failed))
+    for task_id, state in states.items():
+        if task_id in failed:
+            continue
+        expected = "upstream_failed" if task_id in stopped else "success"
+        assert state == expected, (task_id, state)
+    assert "success" in states.values() and states["ingest"] == "success"
+    alerted = {f["value"] for a in received for f in a["attachments"][0]["fields"] if f["title"] == "Task"}
+    assert alerted == failed
+    _release_dbt_duckdb()
+
+
+def test_sample_feed_dag_drops_the_next_day(
+    airflow_db: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Home(tmp_path / "home")
+    generate(home, chats=300, start=START, end=date(2000, 1, 3), seed=4, dirty=False)
+    dag = _dagbag(home.root, monkeypatch).dags[FEED]
+    dag_run = dag.test()
+    assert str(dag_run.state) == "success"
+    assert (home.landing_chats / "chats_2000-01-04.csv").is_file()
