@@ -11,7 +11,7 @@ handled), unattended. One run at a time; no catch-up of missed days: each run lo
    tests of the raw tables.
 3. `dbt.<model>.run` then `dbt.<model>.test`: each dbt model, then its own data and unit tests right
    after it; a test on several models (`dbt.<test>_test`) runs once all of them are built.
-4. later steps: publish and report (the `DOWNSTREAM_STEPS` list in this file).
+4. `publish` (the marts to `serving/`, only after a green build) and `report` (`serving/report.html`).
 
 **Severities.** An error-severity test failure fails its task and stops everything that depends on that
 model; a warn-severity finding is logged (`WARNING ...` lines) and the run goes on.
@@ -48,6 +48,7 @@ from cosmos.operators.local import DbtTestLocalOperator
 
 from chat_analytics.airflow_setup import MANIFEST, POOL, WAREHOUSE_ENV, pipeline_home, stale_dbt_inputs
 from chat_analytics.alerts import dbt_warning_alert, task_failure_alert
+from chat_analytics.build_record import record_cosmos_results
 from chat_analytics.paths import DBT_PROJECT_DIR, Home
 
 log = logging.getLogger(__name__)
@@ -68,18 +69,42 @@ DEFAULT_ARGS: dict[str, Any] = {
     "on_failure_callback": task_failure_alert,
 }
 
-#: The seam for the steps after the dbt models and tests (publish the marts, write the daily report:
-#: a later issue). Each entry is a function that creates its task (or task group) when called inside
-#: the DAG below and returns it; the steps run in list order, the first after every dbt task succeeded,
-#: each next one after the one before. A step that touches the warehouse must use `pool=POOL`.
-#:
-#:     def publish() -> Any:
-#:         @task(task_id="publish", pool=POOL)
-#:         def _publish() -> None: ...
-#:         return _publish()
-#:
-#:     DOWNSTREAM_STEPS.append(publish)
-DOWNSTREAM_STEPS: list[Callable[[], Any]] = []
+
+@task(
+    task_id="publish",
+    pool=POOL,
+    doc_md="Copy the `analytics` marts to `serving/analytics.duckdb` and `serving/parquet/` (atomic rename), "
+    "only when no dbt test failed at error severity (`chat-analytics publish`).",
+)
+def publish_marts(home_dir: str) -> dict[str, Any]:
+    """Publish the marts of this run's green build; refuse (no retry) after an error-severity failure."""
+    from airflow.sdk import get_current_context
+
+    from chat_analytics.publish import PublishRefused, publish
+
+    try:
+        result = publish(Home(Path(home_dir)), run_id=get_current_context()["run_id"])
+    except PublishRefused as exc:
+        raise AirflowFailException(str(exc)) from None
+    return {"database": str(result.database), "rows": result.row_counts}
+
+
+@task(
+    task_id="report",
+    pool=POOL,
+    doc_md="Write `serving/report.html` from the published file (`chat-analytics report`).",
+)
+def write_report(home_dir: str) -> str:
+    """The offline HTML report, from the published file (in the pool: it reads what publish wrote)."""
+    from chat_analytics.report import report
+
+    return str(report(Home(Path(home_dir))))
+
+
+#: The steps after the dbt models and tests, in order; each takes the home folder and creates its task
+#: inside the DAG. The first runs once every dbt task succeeded; a step touching the warehouse must use
+#: `pool=POOL`.
+DOWNSTREAM_STEPS: list[Callable[[str], Any]] = [publish_marts, write_report]
 
 
 def _check_manifest() -> None:
@@ -152,7 +177,7 @@ def build_dag(home: Path) -> DAG:
     _check_manifest()
     with DAG(
         dag_id=DAG_ID,
-        description="Daily 06:00 Melbourne: ingest new landing extracts, then every dbt model and its tests",
+        description="Daily 06:00 Melbourne: ingest, build and test every dbt model, publish, report",
         doc_md=__doc__,
         # No start_date: the first scheduled run is the next 06:00 after the DAG is unpaused (no surprise
         # run for a past morning); afterwards catchup=False runs only the latest missed morning.
@@ -190,14 +215,20 @@ def build_dag(home: Path) -> DAG:
                 should_detach_multiple_parents_tests=True,
                 emit_datasets=False,
             ),
-            operator_args={"pool": POOL},
+            operator_args={
+                "pool": POOL,
+                # Every dbt task merges its results into <home>/warehouse/last_build.json, which
+                # `publish` reads to refuse publishing after an error-severity failure.
+                "callback": record_cosmos_results,
+                "callback_args": {"home": str(home)},
+            },
             on_warning_callback=dbt_warning_alert,
         )
         _gate_on_detached_tests(dag)
         loaded >> dbt
         last: Any = dbt
         for make_step in DOWNSTREAM_STEPS:
-            step = make_step()
+            step = make_step(str(home))
             last >> step
             last = step
     return dag

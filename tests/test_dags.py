@@ -104,9 +104,9 @@ def _marts(warehouse: Path) -> dict[str, list[tuple]]:
 
 def _release_dbt_duckdb() -> None:
     """dbt-duckdb keeps the last warehouse open in this process; close it before reading the file here."""
-    from chat_analytics.build import _release_warehouse
+    from chat_analytics.build import release_warehouse
 
-    _release_warehouse()
+    release_warehouse()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -177,9 +177,20 @@ def test_pipeline_shape(bag: Any) -> None:
     for task in dag.tasks:
         if task.task_id.startswith("dbt.") and task.task_id.endswith("_test"):
             assert len(task.upstream_task_ids) >= 1
-    # the seam for later steps: nothing after the dbt group yet, no placeholder task
-    assert all(t.task_id.startswith("dbt.") for t in dag.leaves)
-    assert {t.task_id for t in dag.tasks if not t.task_id.startswith("dbt.")} == {"ingest"}
+    # after the dbt group: publish once every dbt task succeeded, then the report
+    assert {t.task_id for t in dag.tasks if not t.task_id.startswith("dbt.")} == {
+        "ingest",
+        "publish",
+        "report",
+    }
+    assert [t.task_id for t in dag.leaves] == ["report"]
+    assert tasks["report"].upstream_task_ids == {"publish"}
+    dbt_leaves = {
+        t.task_id
+        for t in dag.tasks
+        if t.task_id.startswith("dbt.") and not t.downstream_task_ids - {"publish"}
+    }
+    assert dbt_leaves and tasks["publish"].upstream_task_ids == dbt_leaves
 
 
 def test_every_warehouse_task_is_in_the_single_slot_pool(bag: Any) -> None:
@@ -221,34 +232,6 @@ def test_schedule_retries_timeout_alerts_and_docs(bag: Any) -> None:
     assert {r.in_timezone("Australia/Melbourne").hour for r in runs} == {6}
 
 
-def test_downstream_steps_run_after_every_dbt_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.sdk import task
-
-    module = _pipeline_module()
-
-    def publish() -> Any:
-        @task(task_id="publish", pool=POOL)
-        def _publish() -> None:
-            return None
-
-        return _publish()
-
-    def report() -> Any:
-        @task(task_id="report")
-        def _report() -> None:
-            return None
-
-        return _report()
-
-    dbt_leaves = {t.task_id for t in module.build_dag(tmp_path).leaves}
-    monkeypatch.setattr(module, "DOWNSTREAM_STEPS", [publish, report])
-    dag = module.build_dag(tmp_path)
-    assert all(t.startswith("dbt.") for t in dbt_leaves)
-    assert dag.get_task("publish").upstream_task_ids == dbt_leaves
-    assert dag.get_task("report").upstream_task_ids == {"publish"}
-    assert [t.task_id for t in dag.leaves] == ["report"]
-
-
 # ----------------------------------------------------------------------------------------------------
 # whole runs
 
@@ -288,6 +271,16 @@ def test_dag_run_builds_the_same_marts_as_the_cli(
     for name in cli_marts:
         assert dag_marts[name] == cli_marts[name], name
     assert len(dag_marts["fct_chats"]) > 4_000
+
+    # publish and report ran after the dbt group, fed by the Cosmos callback's build record
+    published = Home(dag_home).serving / "analytics.duckdb"
+    assert published.is_file() and (Home(dag_home).serving / "report.html").is_file()
+    with duckdb.connect(str(published), read_only=True) as con:
+        info = "select run_id, tests_error from analytics.analytics._build_info"
+        run_id, errors = con.execute(info).fetchone()
+        rows = con.execute("select count(*) from analytics.analytics.fct_chats").fetchone()[0]
+    assert run_id == dag_run.run_id and errors == 0
+    assert rows == len(dag_marts["fct_chats"])
 
 
 class _Hook(http.server.BaseHTTPRequestHandler):
@@ -387,6 +380,7 @@ def test_error_severity_stops_dependents_and_the_rest_runs_on(
     assert "success" in states.values() and states["ingest"] == "success"
     alerted = {f["value"] for a in received for f in a["attachments"][0]["fields"] if f["title"] == "Task"}
     assert alerted == failed
+    assert states["publish"] == "upstream_failed" and not (home.serving / "analytics.duckdb").exists()
     _release_dbt_duckdb()
 
 

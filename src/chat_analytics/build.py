@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -114,19 +115,19 @@ def _invoke(args: list[str]) -> Any:
     try:
         return dbtRunner().invoke(args)
     finally:
-        _release_warehouse()
+        release_warehouse()
 
 
-def _release_warehouse() -> None:
+def release_warehouse() -> None:
     """Close the DuckDB database dbt-duckdb keeps open in this process after an invocation.
 
     Otherwise the warehouse file stays locked (and opening it read-only from this process fails with
     "different configuration") until the process exits. dbt-duckdb has no public API for this.
     """
-    try:
-        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-    except ImportError:  # pragma: no cover - dbt-duckdb is a dependency
-        return
+    if "dbt.adapters.duckdb.connections" not in sys.modules:
+        return  # dbt never ran in this process: nothing to release (and no dbt import to pay for)
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
     with DuckDBConnectionManager._LOCK:
         env = DuckDBConnectionManager._ENV
         DuckDBConnectionManager._ENV = None
