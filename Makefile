@@ -45,13 +45,13 @@ test: setup browser ## run the test suite (pytest on real DuckDB files, dbt and 
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: setup ## ruff (Python) and sqlfluff (dbt SQL)
-	$(BIN)/ruff check src tests dags
-	$(BIN)/ruff format --check src tests dags
+	$(BIN)/ruff check src tests dags bench
+	$(BIN)/ruff format --check src tests dags bench
 	$(BIN)/sqlfluff lint dbt
 
 format: setup ## apply ruff and sqlfluff fixes
-	$(BIN)/ruff format src tests dags
-	$(BIN)/ruff check --fix src tests dags
+	$(BIN)/ruff format src tests dags bench
+	$(BIN)/ruff check --fix src tests dags bench
 	$(BIN)/sqlfluff fix dbt
 
 airflow: setup ## start Airflow 3 (standalone) with this project's DAGs on http://localhost:8080; prints the login
@@ -77,7 +77,7 @@ clean: ## remove the environment, data, dbt artefacts and caches
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # ---- serving: the published database, the report, dbt docs (docs/serving.md) -------------------------
-.PHONY: query docs browser assets
+.PHONY: query docs browser assets bench
 
 PUBLISHED   = $(CHAT_ANALYTICS_HOME)/serving/analytics.duckdb
 ASSETS_HOME ?= $(CURDIR)/data/assets-sample
@@ -112,3 +112,7 @@ assets: setup browser ## redraw assets/: architecture diagram (needs Graphviz) a
 	$(CA) generate --home "$(ASSETS_HOME)" --dirty
 	$(CA) run --home "$(ASSETS_HOME)"
 	$(BIN)/python -m chat_analytics.browser "$(ASSETS_HOME)/serving/report.html" --screenshot assets/report.png
+
+BENCH_ARGS ?=
+bench: setup ## time generate/ingest/build/publish/run per size against a plain-SQL floor (bench/results/)
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)

@@ -42,13 +42,16 @@ def ingest(home: Home) -> float:
     started = time.perf_counter()
     subprocess.run(
         [str(Path(sys.executable).parent / "chat-analytics"), "ingest", "--home", str(home.root)],
-        check=True, stderr=subprocess.DEVNULL,
+        check=True,
+        stderr=subprocess.DEVNULL,
     )
     return time.perf_counter() - started
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--chats", type=int, default=10_000_000)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("bench/results/ingest-floor"))

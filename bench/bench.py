@@ -1,0 +1,191 @@
+"""Pipeline benchmark: every step timed in a fresh home, against a plain-SQL floor, per size.
+
+Usage: .venv/bin/python bench/bench.py [--sizes 50000,1000000,10000000] [--with-100m] [--reps 3]
+
+For each size, in a fresh home under --out: generate, then time `chat-analytics ingest`, `build` and
+`publish` (in that order, on a fresh warehouse) and, separately, the whole `chat-analytics run`. Each step
+runs as its own process; its wall time and its peak resident memory come from the operating system
+(`wait4` rusage of that child). Steps whose run takes under a minute are repeated --reps times and the
+median is reported. The floor is one DuckDB process that reads the same chats files once with explicit
+column types and computes the seven analyses in plain SQL, nothing else. Figures are printed and written
+to <out>/bench.json and <out>/bench.md (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+REPEAT_BELOW_SECONDS = 60.0
+log = logging.getLogger("bench")
+
+FLOOR_SQL = """
+set enable_progress_bar = false;
+create table chats as
+select id, arg_max(chat_category_id, filename) as category_id, arg_max(created_at, filename) as created_at,
+    arg_max(is_customer_initiated, filename) as customer, arg_max(resolved_at, filename) as resolved_at
+from read_csv('{chats}/*.csv', header = true, auto_detect = false, filename = true,
+    columns = {{'id': 'VARCHAR', 'chat_category_id': 'VARCHAR', 'created_at': 'TIMESTAMP',
+               'is_customer_initiated': 'BOOLEAN', 'resolved_at': 'TIMESTAMP'}})
+group by id;
+create table daily as
+with days as (
+    select cast(timezone('Australia/Melbourne', resolved_at::timestamptz) as date) as day, customer
+    from chats where resolved_at is not null
+),
+span as (select range::date as day from range((select min(day) from days), (select max(day) from days)
+    + interval 1 day, interval 1 day))
+select span.day, count(days.day) as resolved, count(days.day) filter (where days.customer) as customer
+from span left join days using (day) group by span.day;
+create table extremes as
+select * from (select 'lowest' as extreme, day, resolved from daily order by resolved, day limit 1)
+union all select * from (select 'highest', day, resolved from daily order by resolved desc, day limit 1);
+create table median as select median(customer) as median_per_day, count(*) as days from daily;
+create table categories as select * from read_csv('{categories}/*.csv', header = true, all_varchar = true);
+create table ranked as
+select c.category_id, count(*) filter (where customer) as customer_chats, count(*) as total,
+    count(resolved_at) * 100.0 / count(*) as resolution_rate,
+    avg(epoch(resolved_at) - epoch(created_at)) / 3600 as avg_hours
+from chats as c join categories as k on c.category_id = k.id
+where coalesce(k.disabled, 'false') <> 'true' group by c.category_id;
+create table top_customer as select * from ranked order by customer_chats desc, category_id limit 10;
+create table lowest_rate as select * from ranked order by resolution_rate, category_id limit 10;
+create table fastest as
+select * from ranked where avg_hours is not null order by avg_hours, category_id limit 10;
+create table hourly as
+with local as (select timezone('Australia/Melbourne', created_at::timestamptz) as t from chats)
+select isodow(t) as day_of_week, hour(t) as hour_of_day, count(*) as chats from local group by all;
+"""
+
+
+@dataclass
+class Step:
+    name: str
+    seconds: list[float] = field(default_factory=list)
+    peak_mb: list[float] = field(default_factory=list)
+
+    @property
+    def median_seconds(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def peak(self) -> float:
+        return max(self.peak_mb)
+
+
+def timed(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Run a child process; its wall seconds and peak resident memory (MB) from wait4's rusage."""
+    started = time.perf_counter()
+    child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    assert child.stderr is not None
+    stderr = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({child.returncode}):\n{stderr.decode()[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def cli(step: str, home: Path) -> list[str]:
+    return [str(BIN / "chat-analytics"), step, "--home", str(home)]
+
+
+def reset(home: Path) -> None:
+    for folder in ("warehouse", "serving"):
+        shutil.rmtree(home / folder, ignore_errors=True)
+
+
+def measure(size: int, work: Path, reps: int) -> dict[str, object]:
+    home = work / f"home-{size}"
+    if not (home / "landing" / "chats").is_dir():
+        seconds, peak = timed([*cli("generate", home), "--chats", str(size)])
+        log.info("%s chats: generated in %.1f s (%.0f MB)", f"{size:,}", seconds, peak)
+    chats = home / "landing" / "chats"
+    csv_gb = sum(p.stat().st_size for p in chats.glob("*.csv")) / 1e9
+    steps = {name: Step(name) for name in ("ingest", "build", "publish", "run", "floor")}
+    floor = FLOOR_SQL.format(chats=chats, categories=home / "landing" / "categories")
+    for rep in range(reps):
+        reset(home)
+        for name in ("ingest", "build", "publish"):
+            seconds, peak = timed(cli(name, home))
+            steps[name].seconds.append(seconds)
+            steps[name].peak_mb.append(peak)
+        reset(home)
+        seconds, peak = timed(cli("run", home))
+        steps["run"].seconds.append(seconds)
+        steps["run"].peak_mb.append(peak)
+        seconds, peak = timed([sys.executable, "-c", f"import duckdb; duckdb.connect().execute({floor!r})"])
+        steps["floor"].seconds.append(seconds)
+        steps["floor"].peak_mb.append(peak)
+        log.info(
+            "%s chats, rep %d: %s", f"{size:,}", rep + 1,
+            ", ".join(f"{s.name} {s.seconds[-1]:.1f} s" for s in steps.values()),
+        )  # fmt: skip
+        if steps["run"].seconds[-1] >= REPEAT_BELOW_SECONDS:
+            break
+    figures = {
+        name: {"median_s": s.median_seconds, "peak_mb": s.peak, "runs": s.seconds}
+        for name, s in steps.items()
+    }
+    return {
+        "chats": size,
+        "csv_gb": round(csv_gb, 3),
+        "steps": figures,
+        "run_over_floor": steps["run"].median_seconds / steps["floor"].median_seconds,
+    }
+
+
+def markdown(results: list[dict[str, object]]) -> str:
+    lines = [
+        "| chats | CSV GB | ingest s | build s | publish s | run s | floor s | run / floor | run peak MB |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        s = r["steps"]
+        assert isinstance(s, dict)
+        lines.append(
+            f"| {r['chats']:,} | {r['csv_gb']} | {s['ingest']['median_s']:.1f} | "
+            f"{s['build']['median_s']:.1f} | "
+            f"{s['publish']['median_s']:.1f} | {s['run']['median_s']:.1f} | {s['floor']['median_s']:.1f} | "
+            f"{r['run_over_floor']:.2f}x | {s['run']['peak_mb']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="50000,1000000,10000000", help="comma-separated chat counts")
+    parser.add_argument("--with-100m", action="store_true", help="also 100 million chats (~13 GB of CSV)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of steps under a minute (median)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s]
+    if args.with_100m:
+        sizes.append(100_000_000)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = [measure(size, args.out / "work", args.reps) for size in sizes]
+    stamp = {"measured_on": date.today().isoformat(), "cores": os.cpu_count(), "results": results}
+    (args.out / "bench.json").write_text(json.dumps(stamp, indent=2))
+    table = markdown(results)
+    (args.out / "bench.md").write_text(table)
+    print(table, end="")
+
+
+if __name__ == "__main__":
+    main()
