@@ -20,7 +20,7 @@ import numpy as np
 
 CHUNK = 1 << 24
 BOM = b"\xef\xbb\xbf"
-NL, CR, QUOTE = 10, 13, 34
+NL, CR = 10, 13
 
 
 @dataclass
@@ -28,11 +28,8 @@ class ScanResult:
     sha256: str
     file_bytes: int
     header: bytes
-    has_bom: bool
     lines: int
     blank_lines: list[int] = field(default_factory=list)
-    has_quote: bool = False
-    has_nul: bool = False
     valid_utf8: bool = True
 
     @property
@@ -86,7 +83,6 @@ def scan(path: Path) -> ScanResult:
     tail_len = 0  # length of the current, not yet terminated line
     last_byte = -1  # the byte before the current chunk
     blank: list[int] = []
-    has_quote = has_nul = False
     decoder = codecs.getincrementaldecoder("utf-8")()
     valid_utf8 = True
     pending_utf8 = False  # a multi-byte sequence is cut at the chunk end
@@ -98,8 +94,6 @@ def scan(path: Path) -> ScanResult:
                 pending_utf8 = bool(decoder.decode(chunk) is not None) and decoder.getstate()[0] != b""
             except UnicodeDecodeError:
                 valid_utf8 = False
-        has_quote = has_quote or bool((arr == QUOTE).any())
-        has_nul = has_nul or bool((arr == 0).any())
         nl = np.flatnonzero(arr == NL)
         if len(nl):
             starts = np.empty(len(nl), dtype=np.int64)
@@ -125,18 +119,13 @@ def scan(path: Path) -> ScanResult:
         lines += 1
         if tail_len == 1 and last_byte == CR:
             blank.append(lines)
-    head = _read_head(path)
-    has_bom = head.startswith(BOM)
     # The header line is never a data line (a blank first line means a missing header).
     return ScanResult(
         sha256=digest.hexdigest(),
         file_bytes=path.stat().st_size,
-        header=head.removeprefix(BOM).rstrip(b"\r"),
-        has_bom=has_bom,
+        header=read_header(path),
         lines=lines,
         blank_lines=[n for n in blank if n != 1],
-        has_quote=has_quote,
-        has_nul=has_nul,
         valid_utf8=valid_utf8 and _decoder_done(decoder),
     )
 

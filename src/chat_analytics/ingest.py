@@ -124,10 +124,11 @@ def ingest(home: Home) -> IngestReport:
     con = connect(home)
     try:
         candidates: list[_Candidate] = []
+        loaded = _loaded_files(con)
         for path, entity in files:
             outcome = FileOutcome(path=path, entity=entity)
             report.outcomes.append(outcome)
-            candidate = _precheck(con, outcome)
+            candidate = _precheck(con, outcome, loaded)
             if candidate:
                 candidates.append(candidate)
         for group in _groups(candidates):
@@ -146,7 +147,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _precheck(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> _Candidate | None:
+def _loaded_files(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str, int, int]]:
+    """(entity, file name, size, mtime) of every loaded file: one query for the whole landing folder."""
+    return set(
+        con.execute(
+            "select entity, file_name, file_bytes, file_mtime_ns from raw.ingested_files "
+            "where status = 'loaded'"
+        ).fetchall()
+    )
+
+
+def _precheck(
+    con: duckdb.DuckDBPyConnection, outcome: FileOutcome, loaded: set[tuple[str, str, int, int]]
+) -> _Candidate | None:
     """Name, size, unchanged-since-loaded and header checks: no full read of the file."""
     started = _now()
     t0 = time.perf_counter()
@@ -158,12 +171,7 @@ def _precheck(con: duckdb.DuckDBPyConnection, outcome: FileOutcome) -> _Candidat
         stat = path.stat()
         if stat.st_size == 0:
             raise FileRejected("the file is empty (zero bytes): a valid extract has at least a header line")
-        unchanged = con.execute(
-            "select 1 from raw.ingested_files where status = 'loaded' and entity = ? and file_name = ? "
-            "and file_bytes = ? and file_mtime_ns = ?",
-            [entity, path.name, stat.st_size, stat.st_mtime_ns],
-        ).fetchone()
-        if unchanged:
+        if (entity, path.name, stat.st_size, stat.st_mtime_ns) in loaded:
             outcome.status, outcome.reason = "skipped", "already loaded (unchanged since)"
             return None
         header = _read_header(path)
