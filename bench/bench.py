@@ -108,61 +108,161 @@ def reset(home: Path) -> None:
         shutil.rmtree(home / folder, ignore_errors=True)
 
 
-def measure(size: int, work: Path, reps: int) -> dict[str, object]:
+def measure(size: int, work: Path, reps: int, *, incremental: bool, orchestration: bool) -> dict[str, object]:
     home = work / f"home-{size}"
-    if not (home / "landing" / "chats").is_dir():
+    chats = home / "landing" / "chats"
+    held = home / "held_back"
+    if not chats.is_dir():
         seconds, peak = timed([*cli("generate", home), "--chats", str(size)])
         log.info("%s chats: generated in %.1f s (%.0f MB)", f"{size:,}", seconds, peak)
-    chats = home / "landing" / "chats"
+    for leftover in held.glob("*.csv"):  # an interrupted earlier bench: the history is all the days
+        leftover.rename(chats / leftover.name)
+    newest_day = max(chats.glob("*.csv"))
+    if incremental:  # the full runs see the history without the newest day; it lands afterwards
+        held.mkdir(exist_ok=True)
+        newest_day = newest_day.rename(held / newest_day.name)
     csv_gb = sum(p.stat().st_size for p in chats.glob("*.csv")) / 1e9
-    steps = {name: Step(name) for name in ("ingest", "build", "publish", "run", "floor")}
+    names = ["ingest", "build", "publish", "run", "floor"] + (["incremental run"] if incremental else [])
+    steps = {name: Step(name) for name in names}
     floor = FLOOR_SQL.format(chats=chats, categories=home / "landing" / "categories")
     for rep in range(reps):
         reset(home)
         for name in ("ingest", "build", "publish"):
-            seconds, peak = timed(cli(name, home))
-            steps[name].seconds.append(seconds)
-            steps[name].peak_mb.append(peak)
+            record(steps[name], timed(cli(name, home)))
         reset(home)
-        seconds, peak = timed(cli("run", home))
-        steps["run"].seconds.append(seconds)
-        steps["run"].peak_mb.append(peak)
-        seconds, peak = timed([sys.executable, "-c", f"import duckdb; duckdb.connect().execute({floor!r})"])
-        steps["floor"].seconds.append(seconds)
-        steps["floor"].peak_mb.append(peak)
+        record(steps["run"], timed(cli("run", home)))
+        floor_code = f"import duckdb; duckdb.connect().execute({floor!r})"
+        record(steps["floor"], timed([sys.executable, "-c", floor_code]))
+        if incremental:  # one new daily file on top of the history just run
+            landed = newest_day.rename(chats / newest_day.name)
+            try:
+                record(steps["incremental run"], timed(cli("run", home)))
+            finally:
+                newest_day = landed.rename(held / landed.name)
         log.info(
             "%s chats, rep %d: %s", f"{size:,}", rep + 1,
             ", ".join(f"{s.name} {s.seconds[-1]:.1f} s" for s in steps.values()),
         )  # fmt: skip
         if steps["run"].seconds[-1] >= REPEAT_BELOW_SECONDS:
             break
-    figures = {
-        name: {"median_s": s.median_seconds, "peak_mb": s.peak, "runs": s.seconds}
-        for name, s in steps.items()
-    }
-    return {
+    result: dict[str, object] = {
         "chats": size,
         "csv_gb": round(csv_gb, 3),
-        "steps": figures,
+        "steps": {
+            name: {"median_s": s.median_seconds, "peak_mb": s.peak, "runs": s.seconds}
+            for name, s in steps.items()
+        },
         "run_over_floor": steps["run"].median_seconds / steps["floor"].median_seconds,
+    }
+    if incremental:
+        result["incremental"] = new_file_figures(home, newest_day.name)
+        result["incremental_over_run"] = steps["incremental run"].median_seconds / steps["run"].median_seconds
+    if incremental:
+        newest_day.rename(chats / newest_day.name)  # leave the home complete for the next bench
+    if orchestration:
+        result["orchestration"] = orchestrate(home, reps, steps["run"].median_seconds)
+    return result
+
+
+def record(step: Step, figures: tuple[float, float]) -> None:
+    step.seconds.append(figures[0])
+    step.peak_mb.append(figures[1])
+
+
+def new_file_figures(home: Path, name: str) -> dict[str, object]:
+    """Rows of the newly landed file, and how many of them are new versions of earlier chats."""
+    import duckdb
+
+    with duckdb.connect(str(home / "warehouse" / "warehouse.duckdb"), read_only=True) as con:
+        rows, updates, history = con.execute(
+            """
+            with new_file as (select id from raw.chats where _source_file = ?),
+            history as (select id from raw.chats where _source_file <> ?)
+            select
+                (select count(*) from new_file),
+                (select count(*) from new_file where id in (select id from history)),
+                (select count(*) from history)
+            """,
+            [name, name],
+        ).fetchone()
+    return {
+        "file": name, "rows": rows, "updates_to_earlier_chats": updates, "share_of_history": rows / history,
+    }  # fmt: skip
+
+
+def orchestrate(home: Path, reps: int, run_seconds: float) -> dict[str, object]:
+    """`dag.test()` of the DAG `chat_analytics` on the same data from a fresh warehouse (bench/dag_run.py)."""
+    step = Step("dag.test")
+    for _ in range(reps):
+        reset(home)
+        record(step, timed([sys.executable, str(ROOT / "bench" / "dag_run.py"), "--home", str(home)]))
+        log.info("dag.test() on %s: %.1f s", home.name, step.seconds[-1])
+        if step.seconds[-1] >= REPEAT_BELOW_SECONDS:
+            break
+    return {
+        "median_s": step.median_seconds,
+        "peak_mb": step.peak,
+        "runs": step.seconds,
+        "over_run": step.median_seconds / run_seconds,
     }
 
 
 def markdown(results: list[dict[str, object]]) -> str:
+    steps = ("ingest", "build", "publish", "run")
     lines = [
-        "| chats | CSV GB | ingest s | build s | publish s | run s | floor s | run / floor | run peak MB |",
+        "| chats | CSV GB | ingest s | build s | publish s | run s | floor s | run / floor | peak MB "
+        "(ingest / build / publish / run) |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         s = r["steps"]
         assert isinstance(s, dict)
+        seconds = " | ".join(f"{s[name]['median_s']:.1f}" for name in (*steps, "floor"))
+        peaks = " / ".join(f"{s[name]['peak_mb']:,.0f}" for name in steps)
+        lines.append(f"| {r['chats']:,} | {r['csv_gb']} | {seconds} | {r['run_over_floor']:.2f}x | {peaks} |")
+    lines.append("")
+    for r in results:
+        s = r["steps"]
+        assert isinstance(s, dict)
+        if "incremental" in r:
+            new = r["incremental"]
+            assert isinstance(new, dict)
+            inc = s["incremental run"]
+            lines.append(
+                f"- Incremental: one new daily file ({new['rows']:,} rows, {new['share_of_history']:.2%} "
+                f"of the history, {new['updates_to_earlier_chats']:,} of them new versions of earlier "
+                f"chats) on the {r['chats']:,}-chat history: `run` {inc['median_s']:.1f} s = "
+                f"{r['incremental_over_run']:.1%} of the full `run`, peak {inc['peak_mb']:,.0f} MB."
+            )
+        if "orchestration" in r:
+            dag = r["orchestration"]
+            assert isinstance(dag, dict)
+            lines.append(
+                f"- Orchestrated at {r['chats']:,} chats: `dag.test()` {dag['median_s']:.1f} s vs "
+                f"`chat-analytics run` {s['run']['median_s']:.1f} s = {dag['over_run']:.2f}x, "
+                f"peak {dag['peak_mb']:,.0f} MB."
+            )
+    fit = linear_fit([(float(r["chats"]), float(r["steps"]["run"]["median_s"])) for r in results])  # type: ignore[index]
+    if fit:
+        per_million, fixed = fit
         lines.append(
-            f"| {r['chats']:,} | {r['csv_gb']} | {s['ingest']['median_s']:.1f} | "
-            f"{s['build']['median_s']:.1f} | "
-            f"{s['publish']['median_s']:.1f} | {s['run']['median_s']:.1f} | {s['floor']['median_s']:.1f} | "
-            f"{r['run_over_floor']:.2f}x | {s['run']['peak_mb']:.0f} |"
+            f"- Fitted `run` cost: {fixed:.1f} s + {per_million:.2f} s per million chats "
+            f"(least squares over {len(results)} sizes)."
         )
     return "\n".join(lines) + "\n"
+
+
+def linear_fit(points: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """Least-squares (seconds per million chats, fixed seconds); None with fewer than two sizes."""
+    if len({x for x, _ in points}) < 2:
+        return None
+    xs = [x / 1e6 for x, _ in points]
+    ys = [y for _, y in points]
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mean_x) ** 2 for x in xs
+    )
+    return slope, mean_y - slope * mean_x
 
 
 def main() -> None:
@@ -173,13 +273,31 @@ def main() -> None:
     parser.add_argument("--with-100m", action="store_true", help="also 100 million chats (~13 GB of CSV)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of steps under a minute (median)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--incremental-size",
+        type=int,
+        default=10_000_000,
+        help="size whose newest daily file is held back and then landed on the history (0: none)",
+    )
+    parser.add_argument(
+        "--orchestration-size",
+        type=int,
+        default=1_000_000,
+        help="size at which dag.test() of chat_analytics is timed against `run` (0: none)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s]
     if args.with_100m:
         sizes.append(100_000_000)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = [measure(size, args.out / "work", args.reps) for size in sizes]
+    results = [
+        measure(
+            size, args.out / "work", args.reps,
+            incremental=size == args.incremental_size, orchestration=size == args.orchestration_size,
+        )
+        for size in sizes
+    ]  # fmt: skip
     stamp = {"measured_on": date.today().isoformat(), "cores": os.cpu_count(), "results": results}
     (args.out / "bench.json").write_text(json.dumps(stamp, indent=2))
     table = markdown(results)

@@ -46,6 +46,7 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, SourceRenderingBehavior, TestBehavior
 from cosmos.operators.local import DbtTestLocalOperator
 
+from chat_analytics import resources
 from chat_analytics.airflow_setup import MANIFEST, POOL, WAREHOUSE_ENV, pipeline_home, stale_dbt_inputs
 from chat_analytics.alerts import dbt_warning_alert, task_failure_alert
 from chat_analytics.build_record import record_cosmos_results
@@ -196,7 +197,8 @@ def build_dag(home: Path) -> DAG:
                 dbt_project_path=DBT_PROJECT_DIR,
                 manifest_path=MANIFEST,
                 project_name="chat_analytics",
-                env_vars={WAREHOUSE_ENV: str(Home(home).warehouse)},  # the profile's warehouse path
+                # the profile's warehouse path, DuckDB memory cap and spill folder
+                env_vars={WAREHOUSE_ENV: str(Home(home).warehouse), **resources.dbt_env(Home(home))},
                 install_dbt_deps=False,  # no dbt packages: never needs the network
             ),
             profile_config=ProfileConfig(

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chat_analytics import resources
 from chat_analytics.build_record import BuildRecord
 from chat_analytics.paths import DBT_PROJECT_DIR, Home, UserError
 
@@ -145,6 +146,8 @@ def build(home: Home, *, full_refresh: bool = False) -> int:
         raise UserError(f"no warehouse at {warehouse}: run `chat-analytics ingest` first")
     _require_raw_tables(warehouse)
     os.environ[WAREHOUSE_ENV] = str(warehouse)
+    os.environ.update(resources.dbt_env(home))
+    resources.spill_dir(home).mkdir(parents=True, exist_ok=True)
 
     command = ["build", "--full-refresh"] if full_refresh else ["build"]
     log.info("dbt build%s on %s", " --full-refresh" if full_refresh else "", warehouse)

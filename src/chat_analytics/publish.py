@@ -38,6 +38,7 @@ from pathlib import Path
 
 import duckdb
 
+from chat_analytics import resources
 from chat_analytics.build import release_warehouse
 from chat_analytics.build_record import BuildRecord, TestSummary, record_path
 from chat_analytics.paths import PROJECT_ROOT, Home, UserError
@@ -192,6 +193,7 @@ def _write(
     con = duckdb.connect()
     try:
         con.execute("set enable_progress_bar = false")
+        resources.apply(con, home)
         try:
             # dbt tasks that ran in this process (an in-process Airflow run) may still hold the file.
             release_warehouse()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
+from chat_analytics import resources
 from chat_analytics.paths import Home, UserError
 
 SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -125,6 +126,7 @@ def connect(home: Home) -> duckdb.DuckDBPyConnection:
             ) from None
         raise UserError(f"cannot open the warehouse {home.warehouse}: {exc}") from None
     con.execute("set enable_progress_bar = false")
+    resources.apply(con, home)
     con.execute(DDL)
     for entity in SOURCE_COLUMNS:
         con.execute(view_sql(entity))
