@@ -12,7 +12,7 @@ that `dag.test()` does first); the set-up before it (metadata database, pool, Da
 The home needs its landing files (`chat-analytics generate`) and the dbt manifest dbt/target/manifest.json
 (`make setup`). Progress and figures are logged on stderr; stdout carries only the final JSON line:
 
-    {"dag_test_s": 42.1, "setup_s": 3.2, "state": "success"}
+    {"dag_test_s": 42.1, "setup_s": 3.2, "state": "success", "tasks": 43, "retried": []}
 
 Exit status 0 when the run and every task instance succeeded; 1 (after the JSON line, with the tasks that
 did not succeed on stderr) otherwise; 2 when the run could not be set up (bad --home, DAG import errors).
@@ -163,7 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     if retried:
         log.warning("retried tasks (their retry delays are in the time): %s", retried)
     print(
-        json.dumps({"dag_test_s": round(dag_test_s, 3), "setup_s": round(setup_s, 3), "state": state}),
+        json.dumps(
+            {
+                "dag_test_s": round(dag_test_s, 3),
+                "setup_s": round(setup_s, 3),
+                "state": state,
+                "tasks": len(tis),
+                "retried": sorted(retried),
+            }
+        ),
         file=out,
         flush=True,
     )
