@@ -43,12 +43,11 @@ set enable_progress_bar = false;
 set preserve_insertion_order = false;
 set temp_directory = '{spill}';
 create table chats as
-select id, arg_max(chat_category_id, filename) as category_id, arg_max(created_at, filename) as created_at,
-    arg_max(is_customer_initiated, filename) as customer, arg_max(resolved_at, filename) as resolved_at
+select id, chat_category_id as category_id, created_at, is_customer_initiated as customer, resolved_at
 from read_csv('{chats}/*.csv', header = true, auto_detect = false, filename = true,
     columns = {{'id': 'VARCHAR', 'chat_category_id': 'VARCHAR', 'created_at': 'TIMESTAMP',
                'is_customer_initiated': 'BOOLEAN', 'resolved_at': 'TIMESTAMP'}})
-group by id;
+qualify row_number() over (partition by id order by filename desc) = 1;
 create table daily as
 with days as (
     select cast(timezone('Australia/Melbourne', resolved_at::timestamptz) as date) as day, customer
@@ -126,7 +125,9 @@ def reset(home: Path) -> None:
         shutil.rmtree(home / folder, ignore_errors=True)
 
 
-def measure(size: int, work: Path, reps: int, *, incremental: bool, orchestration: bool) -> dict[str, object]:
+def measure(
+    size: int, work: Path, reps: int, *, incremental: bool, orchestration: bool, floor_only: bool = False
+) -> dict[str, object]:
     home = work / f"home-{size}"
     chats = home / "landing" / "chats"
     held = home / "held_back"
@@ -146,7 +147,15 @@ def measure(size: int, work: Path, reps: int, *, incremental: bool, orchestratio
     floor = FLOOR_SQL.format(
         chats=chats, categories=home / "landing" / "categories", spill=work / "floor-spill"
     )
+    if floor_only:
+        names = ["floor"]
+        steps = {"floor": Step("floor")}
     for rep in range(reps):
+        if floor_only:
+            record(steps["floor"], floor_run(floor, work / "floor.duckdb", floor_modes))
+            if steps["floor"].seconds[-1] >= REPEAT_BELOW_SECONDS:
+                break
+            continue
         reset(home)
         for name in ("ingest", "build", "publish"):
             record(steps[name], timed(cli(name, home)))
@@ -165,6 +174,13 @@ def measure(size: int, work: Path, reps: int, *, incremental: bool, orchestratio
         )  # fmt: skip
         if steps["run"].seconds[-1] >= REPEAT_BELOW_SECONDS:
             break
+    if floor_only:
+        if incremental:
+            newest_day.rename(chats / newest_day.name)
+        return {"chats": size, "csv_gb": round(csv_gb, 3), "floor": {
+            "median_s": steps["floor"].median_seconds, "peak_mb": steps["floor"].peak,
+            "runs": steps["floor"].seconds, "database": sorted(set(floor_modes)),
+        }}  # fmt: skip
     result: dict[str, object] = {
         "chats": size,
         "csv_gb": round(csv_gb, 3),
@@ -335,6 +351,7 @@ def main() -> None:
     parser.add_argument("--with-100m", action="store_true", help="also 100 million chats (~13 GB of CSV)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of steps under a minute (median)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--floor-only", action="store_true", help="time only the floor at each size")
     parser.add_argument(
         "--incremental-size",
         type=int,
@@ -356,13 +373,15 @@ def main() -> None:
     results = [
         measure(
             size, args.out / "work", args.reps,
-            incremental=size == args.incremental_size, orchestration=size == args.orchestration_size,
+            incremental=size == args.incremental_size and not args.floor_only,
+            orchestration=size == args.orchestration_size and not args.floor_only,
+            floor_only=args.floor_only,
         )
         for size in sizes
     ]  # fmt: skip
     stamp = {"measured_on": date.today().isoformat(), "cores": os.cpu_count(), "results": results}
     (args.out / "bench.json").write_text(json.dumps(stamp, indent=2))
-    table = markdown(results)
+    table = json.dumps(results, indent=1) + "\n" if args.floor_only else markdown(results)
     (args.out / "bench.md").write_text(table)
     print(table, end="")
 
