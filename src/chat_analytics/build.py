@@ -109,23 +109,14 @@ def _dbt_args(command: Sequence[str]) -> list[str]:
     return [*command, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
 
 
-def _invoke(args: list[str], manifest: Any = None) -> Any:
-    """One in-process dbt invocation; with `manifest` (from `_parse`) dbt skips parsing the project."""
+def _invoke(args: list[str]) -> Any:
     from dbt.cli.main import dbtRunner
 
     log.debug("dbt %s", " ".join(args))
     try:
-        return dbtRunner(manifest=manifest).invoke(args)
+        return dbtRunner().invoke(args)
     finally:
         release_warehouse()
-
-
-def _parse() -> Any:
-    """The project's manifest, parsed once per build and shared by its two dbt invocations (build and
-    source freshness): each would otherwise parse the project again. None when parsing fails (the build
-    invocation then parses itself and reports the error)."""
-    outcome = _invoke(_dbt_args(["parse"]))
-    return outcome.result if outcome.success else None
 
 
 def release_warehouse() -> None:
@@ -161,8 +152,7 @@ def build(home: Home, *, full_refresh: bool = False) -> int:
     command = ["build", "--full-refresh"] if full_refresh else ["build"]
     log.info("dbt build%s on %s", " --full-refresh" if full_refresh else "", warehouse)
     started = time.monotonic()
-    manifest = _parse()
-    outcome = _invoke(_dbt_args(command), manifest)
+    outcome = _invoke(_dbt_args(command))
     elapsed = time.monotonic() - started
 
     record = BuildRecord(dbt_version=_dbt_version())
@@ -188,7 +178,7 @@ def build(home: Home, *, full_refresh: bool = False) -> int:
     record.set_nodes(outcome.result.results)
     if not outcome.success and not summary.failed:
         record.error = "dbt reported failure"
-    record.set_freshness(_report_freshness(manifest))
+    record.set_freshness(_report_freshness())
     log.debug("build outcome recorded in %s", record.save(home))
     return 1 if failed else 0
 
@@ -205,9 +195,9 @@ def _invocation_id() -> str:
     return get_invocation_id()
 
 
-def _report_freshness(manifest: Any = None) -> list[Any]:
+def _report_freshness() -> list[Any]:
     """Log source freshness of the raw tables; informative only (never changes the exit code)."""
-    outcome = _invoke(_dbt_args(["source", "freshness"]), manifest)
+    outcome = _invoke(_dbt_args(["source", "freshness"]))
     results = getattr(outcome.result, "results", None) or []
     if outcome.exception is not None or not results:
         log.warning("source freshness could not be checked: %s", outcome.exception or "no result")
