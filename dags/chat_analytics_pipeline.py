@@ -23,6 +23,13 @@ run, log URL, error).
 
 **One writer.** DuckDB allows one writer per file and an open reader blocks it, so every task here runs
 in the pool `chat_analytics_warehouse` of **one slot**: tasks that look parallel in the graph take turns.
+`ingest`, `publish` and `report` also hold the home's pipeline lock (the one `chat-analytics run` takes)
+while they run, waiting up to 10 minutes for a command line run to finish; the dbt tasks cannot take it.
+
+**Build record.** `ingest` marks a new build started in `warehouse/last_build.json` before any dbt task
+runs, every dbt task re-marks it running and merges its results, and `publish` marks it finished (green
+only when every dbt model and data test reported a result and none failed) before publishing: a run killed in
+the middle of the dbt tasks leaves `running` behind, and nothing publishes it.
 
 Data home: `$CHAT_ANALYTICS_HOME` (default: the project's `data/` folder). The dbt graph is rendered by
 astronomer-cosmos from `dbt/target/manifest.json` (`make setup` runs `dbt parse`).
@@ -30,6 +37,8 @@ astronomer-cosmos from `dbt/target/manifest.json` (`make setup` runs `dbt parse`
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -49,8 +58,14 @@ from cosmos.operators.local import DbtTestLocalOperator
 from chat_analytics import resources
 from chat_analytics.airflow_setup import MANIFEST, POOL, WAREHOUSE_ENV, pipeline_home, stale_dbt_inputs
 from chat_analytics.alerts import dbt_warning_alert, task_failure_alert
-from chat_analytics.build_record import record_cosmos_results
+from chat_analytics.build_record import (
+    ensure_running,
+    finish_cosmos_build,
+    record_cosmos_results,
+    start_build,
+)
 from chat_analytics.paths import DBT_PROJECT_DIR, Home
+from chat_analytics.pipeline_lock import pipeline_lock
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +74,9 @@ TIMEZONE = "Australia/Melbourne"
 SCHEDULE = "0 6 * * *"  # 06:00 local time, every day
 OWNER = "data-platform"
 TAGS = ["chat-analytics", "dbt", "duckdb", "daily"]
+#: How long a Python task waits for the pipeline lock (held by a `chat-analytics` command on the same
+#: home) before it fails and its retries take over.
+LOCK_WAIT_SECONDS = 600.0
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": OWNER,
@@ -78,15 +96,23 @@ DEFAULT_ARGS: dict[str, Any] = {
     "only when no dbt test failed at error severity (`chat-analytics publish`).",
 )
 def publish_marts(home_dir: str) -> dict[str, Any]:
-    """Publish the marts of this run's green build; refuse (no retry) after an error-severity failure."""
+    """Finish this run's build record, then publish its marts; refuse (no retry) unless it is green."""
     from airflow.sdk import get_current_context
 
+    from chat_analytics.paths import UserError
     from chat_analytics.publish import PublishRefused, publish
 
-    try:
-        result = publish(Home(Path(home_dir)), run_id=get_current_context()["run_id"])
-    except PublishRefused as exc:
-        raise AirflowFailException(str(exc)) from None
+    home, run_id = Home(Path(home_dir)), get_current_context()["run_id"]
+    with _task_lock(home, "publish", run_id):
+        try:
+            finish_cosmos_build(home, run_id, expected=_dbt_nodes())
+            result = publish(home, run_id=run_id)
+        except PublishRefused as exc:
+            raise AirflowFailException(str(exc)) from None
+        except UserError as exc:  # the record is another build's: retrying cannot help
+            if "not this run's" in str(exc):
+                raise AirflowFailException(str(exc)) from None
+            raise
     return {"database": str(result.database), "rows": result.row_counts}
 
 
@@ -97,9 +123,33 @@ def publish_marts(home_dir: str) -> dict[str, Any]:
 )
 def write_report(home_dir: str) -> str:
     """The offline HTML report, from the published file (in the pool: it reads what publish wrote)."""
+    from airflow.sdk import get_current_context
+
     from chat_analytics.report import report
 
-    return str(report(Home(Path(home_dir))))
+    home = Home(Path(home_dir))
+    with _task_lock(home, "report", get_current_context()["run_id"]):
+        return str(report(home))
+
+
+def _task_lock(home: Home, task_id: str, run_id: str) -> Any:
+    """The home's pipeline lock for one Python task (waits for a command line run to finish)."""
+    return pipeline_lock(home, wait=LOCK_WAIT_SECONDS, command=f"airflow {DAG_ID}.{task_id} {run_id}")
+
+
+def _dbt_nodes() -> set[str]:
+    """Unique ids of every dbt model and data test the DAG's dbt tasks run (from the manifest).
+
+    Unit tests are left out: Cosmos runs them only for models that also have data tests.
+    """
+    manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
+    kinds = {"model", "test"}
+    return {uid for uid, node in manifest.get("nodes", {}).items() if node.get("resource_type") in kinds}
+
+
+def _dbt_task_starts(home_dir: str, context: Any) -> None:
+    """Every dbt task's `pre_execute`: the build record says running (this run) before dbt touches a model."""
+    ensure_running(Home(Path(home_dir)), str(context["run_id"]))
 
 
 #: The steps after the dbt models and tests, in order; each takes the home folder and creates its task
@@ -129,12 +179,18 @@ def _check_manifest() -> None:
 @task(task_id="ingest", pool=POOL, doc_md="Load new landing files into `raw` (`chat-analytics ingest`).")
 def ingest(home_dir: str) -> dict[str, int]:
     """Load every new landing file; fail (no retry) when any file is bad, after loading the good ones."""
+    from airflow.sdk import get_current_context
+
     from chat_analytics.ingest import ingest as ingest_landing
     from chat_analytics.paths import UserError
 
-    home = Home(Path(home_dir))
+    home, run_id = Home(Path(home_dir)), get_current_context()["run_id"]
     try:
-        report = ingest_landing(home)
+        with _task_lock(home, "ingest", run_id):
+            report = ingest_landing(home)
+            if report.ok and home.warehouse.is_file():
+                # before any dbt task: until `publish` finishes this build, nothing publishes it
+                start_build(home, build_id=run_id)
     except UserError as exc:  # missing folders, warehouse in use: may clear up, so retries apply
         raise RuntimeError(str(exc)) from None
     if not report.ok:
@@ -223,6 +279,8 @@ def build_dag(home: Path) -> DAG:
                 # `publish` reads to refuse publishing after an error-severity failure.
                 "callback": record_cosmos_results,
                 "callback_args": {"home": str(home)},
+                # ... and marks the build running before it touches a model (a re-run task included)
+                "pre_execute": functools.partial(_dbt_task_starts, str(home)),
             },
             on_warning_callback=dbt_warning_alert,
         )

@@ -7,7 +7,7 @@ sharing any code with the dbt project. Then compares them with what dbt built.
 Reusable entry points:
 
 * `load_raw(warehouse)` -> `RawData`: raw.chats / raw.categories rows as plain Python values.
-* `compute_reference(raw, disabled_scope=..., max_depth=...)` -> `Reference`: every mart as a DataFrame.
+* `compute_reference(raw, disabled_scope=...)` -> `Reference`: every mart as a DataFrame.
 * `load_marts(warehouse)` -> dict of DataFrames as built by dbt.
 * `assert_warehouse_matches_reference(warehouse)`: the whole comparison, with readable failures; works
   on any warehouse (pytest fixtures now, generator output later).
@@ -211,10 +211,13 @@ def classify_versions(chats: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+PATH_MAX_IDS = 64  # int_category_tree: ids shown in full in `path`
+
+
 def category_tree(
-    categories: list[dict[str, Any]], *, disabled_scope: str = "subtree", max_depth: int = 64
+    categories: list[dict[str, Any]], *, disabled_scope: str = "subtree"
 ) -> dict[str, dict[str, Any]]:
-    """The newest snapshot as a tree: {category_id: {...}}."""
+    """The newest snapshot as a tree, at any depth: {category_id: {...}}."""
     if not categories:
         return {}
     newest = max((r["_extract_date"], r["_batch_id"]) for r in categories)
@@ -230,30 +233,31 @@ def category_tree(
     tree = {}
     for category_id, node in current.items():
         chain = [category_id]  # the category, then its ancestors upward
+        on_chain = {category_id}
         status = "ok"
         while True:
             parent = current[chain[-1]]["parent_id"]
             if parent is None:
                 break
-            if parent in chain:
+            if parent in on_chain:
                 status = "cycle"
                 break
             if parent not in current:
                 status = "missing_parent"
                 break
-            if len(chain) - 1 >= max_depth:
-                status = "too_deep"
-                break
             chain.append(parent)
+            on_chain.add(parent)
         flags = [current[c]["disabled_raw"] for c in chain]
         inherited = next((f for f in flags if f is not None), False)
         has_root = status in ("ok", "missing_parent")
+        ids = list(reversed(chain))  # root first; a very deep path keeps the root and the last PATH_MAX_IDS
+        path = "/".join(ids) if len(ids) <= PATH_MAX_IDS else f"{ids[0]}/…/" + "/".join(ids[-PATH_MAX_IDS:])
         tree[category_id] = {
             "category_id": category_id,
             "parent_id": node["parent_id"],
             "root_category_id": chain[-1] if has_root else None,
             "depth": len(chain) - 1 if has_root else None,
-            "path": "/".join(reversed(chain)) if has_root else None,
+            "path": path if has_root else None,
             "disabled_raw": node["disabled_raw"],
             "tree_status": status,
             "is_disabled_inherited": inherited,
@@ -271,9 +275,9 @@ def _rank(values: list[tuple[Any, ...]]) -> list[int]:
     return ranks
 
 
-def compute_reference(raw: RawData, *, disabled_scope: str = "subtree", max_depth: int = 64) -> Reference:
+def compute_reference(raw: RawData, *, disabled_scope: str = "subtree") -> Reference:
     versions = classify_versions(raw.chats)
-    tree = category_tree(raw.categories, disabled_scope=disabled_scope, max_depth=max_depth)
+    tree = category_tree(raw.categories, disabled_scope=disabled_scope)
 
     # fct_chats
     chats = []
@@ -608,10 +612,10 @@ def compare_frames(
 
 
 def assert_warehouse_matches_reference(
-    warehouse: str | Path, *, disabled_scope: str = "subtree", max_depth: int = 64
+    warehouse: str | Path, *, disabled_scope: str = "subtree"
 ) -> Reference:
     """Compare every mart (and the quarantine and books) with the reference; raise on any difference."""
-    reference = compute_reference(load_raw(warehouse), disabled_scope=disabled_scope, max_depth=max_depth)
+    reference = compute_reference(load_raw(warehouse), disabled_scope=disabled_scope)
     marts = load_marts(warehouse)
     problems = []
     for name, (_, key) in MARTS.items():

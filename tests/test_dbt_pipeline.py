@@ -30,6 +30,11 @@ from chat_analytics.cli import main as cli_main
 from chat_analytics.paths import DBT_PROJECT_DIR, Home
 
 try:
+    from warehouse_checks import table_differences
+except ImportError:  # tests/ imported as a package
+    from tests.warehouse_checks import table_differences
+
+try:
     import reference
 except ImportError:  # tests/ imported as a package
     from tests import reference
@@ -331,39 +336,6 @@ def _stage2(scenario: Scenario) -> None:
     raw.categories_file(date(2000, 9, 20), CATEGORIES_V3)
 
 
-BUILT_SCHEMAS = ("staging", "intermediate", "analytics", "quality")
-
-
-def _table_differences(actual: Path, expected: Path) -> list[str]:
-    """Tables of the built schemas that differ between two warehouse files (rows compared as multisets)."""
-    problems = []
-    with duckdb.connect(str(actual), read_only=True) as con:
-        con.execute(f"attach '{expected}' as expected (read_only)")
-        listing = (
-            "select schema_name || '.' || table_name from duckdb_tables() "
-            f"where database_name = ? and schema_name in {BUILT_SCHEMAS} order by 1"
-        )
-        here = [
-            name
-            for (name,) in con.execute(
-                listing, [con.execute("select current_database()").fetchone()[0]]
-            ).fetchall()
-        ]
-        there = [name for (name,) in con.execute(listing, ["expected"]).fetchall()]
-        if here != there:
-            return [f"tables differ: {here} vs {there}"]
-        for name in here:
-            only_here, only_there = con.execute(
-                f"select (select count(*) from (from {name} except all from expected.{name})), "
-                f"(select count(*) from (from expected.{name} except all from {name}))"
-            ).fetchone()
-            if only_here or only_there:
-                problems.append(
-                    f"{name}: {only_here} rows only after full refresh, {only_there} only incremental"
-                )
-    return problems
-
-
 # ----------------------------------------------------------------------------------------------------
 # tests
 
@@ -446,7 +418,7 @@ def test_reference_encodes_the_tricky_cases(pipeline: dict) -> None:
 def test_full_refresh_gives_identical_tables(pipeline: dict) -> None:
     home = pipeline["scenario"].home
     assert build(home, full_refresh=True) == 0
-    assert not _table_differences(home.warehouse, pipeline["incremental_copy"])
+    assert not table_differences(home.warehouse, pipeline["incremental_copy"])
 
 
 def test_every_model_and_column_is_documented(pipeline: dict) -> None:

@@ -8,11 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from chat_analytics.ingest import ingest
 from chat_analytics.paths import Home, UserError
+
+try:
+    from warehouse_checks import q, write
+except ImportError:  # tests/ imported as a package
+    from tests.warehouse_checks import q, write
 
 HEADER = "id,chat_category_id,created_at,is_customer_initiated,resolved_at"
 ROWS = [
@@ -20,27 +24,6 @@ ROWS = [
     "c2,k2,2000-01-01 01:00:00,false,2000-01-01 02:00:00",
     "c3,,2000-01-01 03:00:00,true,",
 ]
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Home:
-    h = Home(tmp_path / "home")
-    h.ensure_landing()
-    return h
-
-
-def write(folder: Path, name: str, text: str | bytes) -> Path:
-    path = folder / name
-    data = text.encode() if isinstance(text, str) else text
-    if name.endswith(".gz"):
-        data = gzip.compress(data, mtime=0)
-    path.write_bytes(data)
-    return path
-
-
-def q(home: Home, sql: str, params: list | None = None) -> list[tuple]:
-    with duckdb.connect(str(home.warehouse), read_only=True) as con:
-        return con.execute(sql, params or []).fetchall()
 
 
 def manifest(home: Home) -> dict[str, tuple]:
@@ -87,7 +70,9 @@ def test_changed_file_under_same_name_loads_as_new_version(home: Home, caplog) -
     report = ingest(home)
     assert report.ok and report.outcomes[0].version == 2
     assert "version 2" in caplog.text
-    assert q(home, "select _batch_id, count(*) from raw.chats group by 1 order by 1") == [(1, 1), (2, 2)]
+    # version 2 replaces version 1 (issue 11): only its rows count; version 1's stay stored for audit
+    assert q(home, "select _batch_id, count(*) from raw.chats group by 1 order by 1") == [(2, 2)]
+    assert q(home, "select count(*) from raw.chats_data") == [(3,)]
 
 
 def test_rejected_rows_blank_lines_and_exact_line_numbers(home: Home) -> None:
@@ -168,7 +153,9 @@ def test_header_in_any_order_and_extra_column_is_kept(home: Home, caplog) -> Non
     report = ingest(home)
     assert report.ok
     assert "unexpected column(s) ['agent_note']" in caplog.text
-    assert q(home, "select id, chat_category_id, agent_note from raw.chats") == [("c1", "k1", "hello")]
+    assert q(home, "select id, chat_category_id, _extra['agent_note'] from raw.chats") == [
+        ("c1", "k1", "hello")
+    ]
     assert q(home, "select extra_columns from raw.ingested_files") == [(["agent_note"],)]
 
 

@@ -189,14 +189,15 @@ def test_make_query_opens_the_cli_on_the_published_file(home: Home) -> None:
 
 def test_parquet_has_one_file_per_mart(home: Home) -> None:
     folder = parquet_path(home)
-    assert folder.is_symlink() and folder.resolve().name.startswith(".parquet-")
+    # layout (issue 11): parquet -> current/parquet, current -> .releases/<token>
+    assert folder.is_symlink() and folder.resolve().parent.parent.name == ".releases"
     with _published(home) as con:
         expected = _marts(con, "pub")
         assert {p.stem for p in folder.glob("*.parquet")} == expected
         for name in expected:
             count = con.execute(f"select count(*) from read_parquet('{folder / name}.parquet')").fetchone()
             assert count == con.execute(f"select count(*) from pub.analytics.{name}").fetchone(), name
-    assert [p.name for p in home.serving.glob(".parquet-*")] == [folder.resolve().name]
+    assert not list(home.serving.glob(".parquet-*"))
 
 
 def _doc_queries() -> dict[int, str]:
@@ -276,7 +277,7 @@ def test_an_open_reader_neither_blocks_publish_nor_sees_a_partial_file(home: Hom
             "second-publish",
         )
     leftovers = sorted(p.name for p in home.serving.iterdir() if p.name.startswith("."))
-    assert leftovers == sorted([".publish.lock", parquet_path(home).resolve().name])
+    assert leftovers == [".releases"]  # layout (issue 11): releases, no publish lock in serving/
 
 
 def test_leftovers_of_an_interrupted_publish_are_cleaned(home: Home) -> None:
@@ -284,7 +285,7 @@ def test_leftovers_of_an_interrupted_publish_are_cleaned(home: Home) -> None:
     (home.serving / ".parquet-20000101T000000-abc").mkdir()
     publish(home, run_id="after-crash")
     assert not list(home.serving.glob(".analytics.duckdb.*.tmp"))
-    assert [p.name for p in home.serving.glob(".parquet-*")] == [parquet_path(home).resolve().name]
+    assert not list(home.serving.glob(".parquet-*"))  # layout (issue 11): Parquet lives in the release
 
 
 def test_a_failed_build_publishes_nothing(
@@ -346,11 +347,16 @@ def test_cosmos_callback_merges_node_results_latest_wins(tmp_path: Path) -> None
         publish(home)
     record_cosmos_results(str(_target(tmp_path / "t3", {test: "warn"})), home=str(home.root))
     record = BuildRecord.load(home)
+    # issue 11: green only once the build is marked finished (the DAG's publish task does this)
+    assert not record.ok and record.status == "running"
+    record.finish()
+    record.save(home)
+    record = BuildRecord.load(home)
     assert record.ok and record.dbt_version == "1.11.16"
     assert (record.tests().passed, record.tests().warned, record.tests().warned_tests) == (
         0, 1, ["unique_fct_chats_chat_id"],
     )  # fmt: skip
-    assert json.loads(record_path(home).read_text())["format"] == 1
+    assert json.loads(record_path(home).read_text())["format"] == 2  # issue 11: status and times
 
 
 def test_an_unreadable_build_record_is_a_clear_error(tmp_path: Path) -> None:

@@ -8,9 +8,6 @@
             "var('disabled_scope') must be 'subtree' or 'self', got '" ~ var('disabled_scope') ~ "'"
         ) }}
     {%- endif -%}
-    {%- if (var('category_max_depth') | int) < 1 -%}
-        {{ exceptions.raise_compiler_error("var('category_max_depth') must be a positive whole number") }}
-    {%- endif -%}
     {%- for name in [
         'missing_chat_id_error_pct', 'invalid_created_at_error_pct', 'invalid_resolved_at_error_pct',
         'resolved_before_created_error_pct', 'invalid_is_customer_initiated_error_pct'

@@ -7,7 +7,9 @@ The exit code follows dbt's severities: warnings (including warn-level data-qual
 Source freshness (on `_ingested_at`) is checked after the build and reported, never fatal: stale
 raw data still gives correct marts for what was ingested.
 Every build records its outcome (each node's status, freshness, dbt version) in
-`<home>/warehouse/last_build.json` (chat_analytics.build_record); `publish` reads it.
+`<home>/warehouse/last_build.json` (chat_analytics.build_record); `publish` reads it. The record says
+`running` before dbt starts and `finished` only at the end, so a build killed half-way is never taken
+for the previous green one.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from chat_analytics import resources
-from chat_analytics.build_record import BuildRecord
+from chat_analytics.build_record import start_build
+from chat_analytics.faults import fault_point
 from chat_analytics.paths import DBT_PROJECT_DIR, Home, UserError
 
 log = logging.getLogger(__name__)
@@ -151,14 +155,19 @@ def build(home: Home, *, full_refresh: bool = False) -> int:
 
     command = ["build", "--full-refresh"] if full_refresh else ["build"]
     log.info("dbt build%s on %s", " --full-refresh" if full_refresh else "", warehouse)
+    # Before dbt touches any model: until this build finishes, publish refuses (a killed build
+    # leaves `running` behind, never the previous build's green outcome).
+    record = start_build(home, build_id=f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}")
+    fault_point("build:after-start")
     started = time.monotonic()
     outcome = _invoke(_dbt_args(command))
     elapsed = time.monotonic() - started
 
-    record = BuildRecord(dbt_version=_dbt_version())
+    record.dbt_version = _dbt_version()
     if outcome.exception is not None or outcome.result is None:
         log.error("dbt build could not run: %s", outcome.exception or "no result")
         record.error = str(outcome.exception or "dbt returned no result")
+        record.finish()
         record.save(home)
         return 1
 
@@ -179,6 +188,7 @@ def build(home: Home, *, full_refresh: bool = False) -> int:
     if not outcome.success and not summary.failed:
         record.error = "dbt reported failure"
     record.set_freshness(_report_freshness())
+    record.finish()
     log.debug("build outcome recorded in %s", record.save(home))
     return 1 if failed else 0
 

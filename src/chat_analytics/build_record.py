@@ -6,8 +6,17 @@ Airflow, where astronomer-cosmos runs one dbt invocation per task, `record_cosmo
 operators' `callback`: it merges each invocation's `run_results.json` (and `sources.json`) into the same
 record, node by node, so the latest status of every model and test is known when publish runs.
 
+A build marks itself started (`status: running`, `started_at`, a `build_id`) BEFORE dbt touches any
+model, and finished (`status: finished`, `finished_at`) only once every result is in: `chat-analytics
+build` at its end; under Airflow the DAG's ingest task starts the record (`start_build`), every dbt task
+re-marks it running before it runs (`ensure_running`, the operators' `pre_execute`), and the publish
+task finishes it (`finish_cosmos_build`) after checking that every dbt model and data test of the
+project reported a result. A build killed half-way therefore leaves `running` behind, and `publish` refuses
+until a build finishes green.
+
 The record is small JSON written atomically (new file, then rename); one writer at a time, like the
-warehouse itself.
+warehouse itself. Format 2 (this one) added the status, times and build id; a format-1 record (written
+before) reads as a finished build.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +35,9 @@ from chat_analytics.paths import Home, UserError
 log = logging.getLogger(__name__)
 
 RECORD_NAME = "last_build.json"
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
+RUNNING, FINISHED = "running", "finished"
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 TEST_KINDS = ("data test", "unit test")
 _KINDS = {"model": "model", "test": "data test", "unit_test": "unit test", "operation": "hook"}
@@ -72,9 +83,13 @@ class BuildRecord:
     updated_at: str = field(default_factory=_now)
     dbt_version: str = ""
     invocation_id: str = ""
-    error: str | None = None  # dbt could not run at all
+    error: str | None = None  # dbt could not run at all, or its results are incomplete
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     freshness: dict[str, dict[str, Any]] = field(default_factory=dict)
+    status: str = RUNNING  # running (started, not finished: maybe killed) or finished
+    build_id: str = ""  # cli-<time>-<pid>, or the Airflow run id
+    started_at: str | None = None
+    finished_at: str | None = None
 
     # ---- reading ------------------------------------------------------------------------------------
 
@@ -85,18 +100,33 @@ class BuildRecord:
             raise UserError(f"no build outcome recorded at {path}: run `chat-analytics build` first")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            if data.pop("format", None) != FORMAT:
-                raise ValueError("unknown format")
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            version = data.pop("format", None)
+            if version not in READABLE_FORMATS:
+                raise ValueError(f"unknown format {version!r}")
+            if version == 1:  # before builds marked their start: a format-1 record is a finished build
+                data.update(status=FINISHED, finished_at=data.get("updated_at"))
+            _check_fields(data)
             return cls(**data)
-        except (ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError) as exc:
             raise UserError(
                 f"the build outcome {path} is unreadable ({exc}): run `chat-analytics build`"
             ) from None
 
     @property
     def ok(self) -> bool:
-        """True when dbt ran and no node's latest status is an error or a failed test."""
-        return self.error is None and bool(self.nodes) and not self.tests().failed_nodes
+        """True when the build finished, dbt ran and no node's latest status is an error or a failed test."""
+        return (
+            self.status == FINISHED
+            and self.error is None
+            and bool(self.nodes)
+            and not self.tests().failed_nodes
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.status == FINISHED
 
     def tests(self) -> TestSummary:
         summary = TestSummary()
@@ -129,9 +159,16 @@ class BuildRecord:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         text = json.dumps({"format": FORMAT, **asdict(self)}, indent=1, default=str)
-        tmp.write_text(text, encoding="utf-8")
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())  # the rename must never expose an empty file after a crash
         os.replace(tmp, path)
         return path
+
+    def finish(self) -> None:
+        self.status = FINISHED
+        self.finished_at = self.updated_at = _now()
 
     def set_nodes(self, results: Iterable[Any]) -> None:
         """Record in-process dbt results (`dbtRunnerResult.result.results`)."""
@@ -189,6 +226,42 @@ class BuildRecord:
         }
 
 
+_TEXT_FIELDS = ("updated_at", "dbt_version", "invocation_id", "build_id")
+_OPTIONAL_TEXT_FIELDS = ("error", "started_at", "finished_at")
+_TIME_FIELDS = ("updated_at", "started_at", "finished_at")
+_RESULT_FIELDS = ("nodes", "freshness")
+
+
+def _check_fields(data: dict[str, Any]) -> None:
+    """Raise ValueError naming the first field of a loaded record whose type or value is wrong."""
+    unknown = sorted(set(data) - {f.name for f in fields(BuildRecord)})
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))}")
+    for name in _TEXT_FIELDS:
+        if name in data and not isinstance(data[name], str):
+            raise ValueError(f"{name!r} is not a string")
+    for name in _OPTIONAL_TEXT_FIELDS:
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise ValueError(f"{name!r} is neither a string nor null")
+    for name in _TIME_FIELDS:
+        if data.get(name):
+            try:
+                datetime.fromisoformat(data[name])
+            except ValueError:
+                raise ValueError(f"{name!r} is not an ISO time: {data[name]!r}") from None
+    if "status" in data and data["status"] not in (RUNNING, FINISHED):
+        raise ValueError(f"'status' is {data['status']!r}, not {RUNNING!r} or {FINISHED!r}")
+    for name in _RESULT_FIELDS:
+        results = data.get(name, {})
+        if not isinstance(results, dict):
+            raise ValueError(f"{name!r} is not an object of results by id")
+        for key, result in results.items():
+            if not isinstance(result, dict):
+                raise ValueError(f"{name}[{key!r}] is not an object")
+            if not isinstance(result.get("status", ""), str):
+                raise ValueError(f"{name}[{key!r}].status is not a string")
+
+
 def _read_json(path: Path) -> Mapping[str, Any] | None:
     if not path.is_file():
         return None
@@ -198,6 +271,72 @@ def _read_json(path: Path) -> Mapping[str, Any] | None:
         log.warning("ignoring unreadable dbt artefact %s: %s", path, exc)
         return None
     return data if isinstance(data, dict) else None
+
+
+def start_build(home: Home, build_id: str) -> BuildRecord:
+    """Mark a new build started (nothing finished yet); call it before dbt touches any model."""
+    record = BuildRecord(build_id=build_id, started_at=_now(), status=RUNNING)
+    record.save(home)
+    log.debug("build %s marked started in %s", build_id, record_path(home))
+    return record
+
+
+def ensure_running(home: Home, build_id: str) -> None:
+    """Before one more dbt invocation of build `build_id`: the record says running for that build.
+
+    Keeps the node results already merged for this build (a re-run of one Airflow dbt task adds to
+    them). When the record belongs to another build (a `chat-analytics build` ran between two tasks of
+    this run, or it is unreadable), this build starts afresh: none of that build's results, error or
+    freshness may count for this one, so `finish_cosmos_build` finds the results of the dbt tasks that
+    ran before missing, and the build is not green until the run is repeated.
+    """
+    try:
+        record = BuildRecord.load(home)
+    except UserError as exc:
+        log.warning("%s; starting build %s afresh", exc, build_id)
+        start_build(home, build_id)
+        return
+    if record.build_id != build_id:
+        log.warning(
+            "the build record %s belongs to build %s, not %s (another build ran in between): starting "
+            "build %s afresh, without the results of its earlier dbt tasks",
+            record_path(home),
+            record.build_id or "unknown",
+            build_id,
+            build_id,
+        )
+        start_build(home, build_id)
+        return
+    if record.status == RUNNING:
+        return
+    record.status, record.finished_at = RUNNING, None
+    record.updated_at = _now()
+    record.save(home)
+
+
+def finish_cosmos_build(home: Home, build_id: str, expected: Iterable[str] = ()) -> BuildRecord:
+    """Mark the Airflow build `build_id` finished; an error when results are missing or it is not this one.
+
+    `expected` are the unique ids of the dbt nodes the DAG's dbt tasks run (its models and data tests):
+    a build that finished without a result for one of them is not green.
+    """
+    record = BuildRecord.load(home)
+    if record.build_id != build_id:
+        raise UserError(
+            f"the newest build in {record_path(home)} is {record.build_id or 'unknown'}, not this run's "
+            f"{build_id} (another build ran in between?): run the DAG again"
+        )
+    if record.status == FINISHED:
+        return record  # a retried publish task
+    missing = sorted(set(expected) - set(record.nodes))
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        record.error = (
+            f"no dbt result for {len(missing)} node(s): {', '.join(_name(u) for u in missing[:5])}{more}"
+        )
+    record.finish()
+    record.save(home)
+    return record
 
 
 def record_cosmos_results(project_dir: str, home: str | None = None, **_: Any) -> None:

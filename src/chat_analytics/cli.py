@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -32,6 +33,29 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
+
+
+def _non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more seconds")
+    return value
+
+
+def _locked(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run a sub-command holding the home's pipeline lock (`--wait SECONDS` to wait for a holder)."""
+
+    @functools.wraps(func)
+    def run_locked(args: argparse.Namespace) -> int:
+        from chat_analytics.pipeline_lock import pipeline_lock
+
+        with pipeline_lock(Home.resolve(args.home), wait=getattr(args, "wait", 0.0)):
+            return func(args)
+
+    return run_locked
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -80,6 +104,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_retract(args: argparse.Namespace) -> int:
+    from chat_analytics.retract import retract
+
+    retract(Home.resolve(args.home), args.file_name, reason=args.reason)
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from chat_analytics.build import build
     from chat_analytics.ingest import ingest
@@ -107,13 +138,25 @@ def _parser() -> argparse.ArgumentParser:
     home_help = f"home folder (default: ${HOME_ENV}, else ./data)"
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help_: str, *, locked: bool = True
+    ) -> argparse.ArgumentParser:
+        """A sub-command; unless `locked=False` it holds the pipeline lock and takes `--wait SECONDS`."""
         cmd = sub.add_parser(name, help=help_, description=help_)
         cmd.add_argument("--home", metavar="DIR", help=home_help)
-        cmd.set_defaults(func=func)
+        if locked:
+            cmd.add_argument(
+                "--wait",
+                metavar="SECONDS",
+                type=_non_negative_seconds,
+                default=0.0,
+                help="when another pipeline command holds this home, wait up to SECONDS for it "
+                "(default: stop at once)",
+            )
+        cmd.set_defaults(func=_locked(func) if locked else func)
         return cmd
 
-    gen = add("generate", _cmd_generate, "write realistic sample extracts into landing")
+    gen = add("generate", _cmd_generate, "write realistic sample extracts into landing", locked=False)
     gen.add_argument(
         "--chats", type=_positive_int, default=DEFAULT_CHATS, help="number of chats (%(default)s)"
     )
@@ -135,6 +178,15 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("--run-id", metavar="ID", help="run id for _build_info (default: cli-<UTC time>)")
 
     add("report", _cmd_report, "write serving/report.html from the published marts")
+
+    ret = add(
+        "retract",
+        _cmd_retract,
+        "withdraw a loaded landing file: its rows stop counting (kept for audit); it is not loaded again "
+        "unless its content changes",
+    )
+    ret.add_argument("file_name", metavar="FILE_NAME", help="the file's name, e.g. chats_2000-01-31.csv")
+    ret.add_argument("--reason", metavar="TEXT", help="why, for the audit trail (raw.file_actions)")
 
     run = add("run", _cmd_run, "everything in order: ingest, build, publish, report")
     run.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")

@@ -15,28 +15,47 @@ import gzip
 import logging
 import os
 import re
-import signal
+import shutil
+import tempfile
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO, S_ISLNK, S_ISREG, S_ISSOCK
 
 import duckdb
 
-from chat_analytics import csvscan
+from chat_analytics import csvscan, sql
+from chat_analytics.faults import fault_point
 from chat_analytics.lines import Reconciled, ReconciliationError, reconcile
 from chat_analytics.paths import Home, UserError
-from chat_analytics.warehouse import RESERVED_PREFIX, SOURCE_COLUMNS, connect, table_columns, view_sql
+from chat_analytics.retract import acting_user
+from chat_analytics.warehouse import (
+    EXTRA_COLUMN,
+    LOADED,
+    RESERVED_PREFIX,
+    RETRACTED,
+    SOURCE_COLUMNS,
+    connect,
+    view_sql,
+)
 
 log = logging.getLogger(__name__)
 
-FILE_NAME = re.compile(r"^(?P<entity>chats|categories)_(?P<date>\d{4}-\d{2}-\d{2})\.csv(?:\.gz)?$")
+# \A...\Z, not ^...$: `$` also matches before a final newline, so "chats_2000-01-01.csv\n" would pass.
+FILE_NAME = re.compile(r"\A(?P<entity>chats|categories)_(?P<date>\d{4}-\d{2}-\d{2})\.csv(?:\.gz)?\Z")
+# Symbolic links in landing that lead outside it are refused unless this is set to 1.
+ALLOW_SYMLINKS_ENV = "CHAT_ANALYTICS_ALLOW_SYMLINKS_OUTSIDE_LANDING"
+COPY_PREFIX = "ingest-copy-"  # folders under warehouse/ holding normalised copies during a run
+MAX_COLUMN_NAME = 1000  # characters; a longer "column name" means the first line is not a header
 REJECTS_TABLE = "ingest_reject_errors"
 REJECTS_SCAN = "ingest_reject_scans"
 BIG_LOAD_BYTES = 100 << 20
-FAULT_ENV = "CHAT_ANALYTICS_FAULT"
 SCAN_THREADS = 2
+# Tables whose rows belong to a batch of raw.ingested_files (see _remove_orphans).
+ORPHAN_TABLES = ("chats_data", "categories_data", "rejected_rows", "line_gaps")
 
 
 class FileRejected(Exception):
@@ -47,7 +66,7 @@ class FileRejected(Exception):
 class FileOutcome:
     path: Path
     entity: str
-    status: str = "pending"  # loaded | skipped | failed
+    status: str = "pending"  # loaded | skipped | failed | ignored (hidden files, sub-folders)
     rows_loaded: int = 0
     rows_rejected: int = 0
     seconds: float = 0.0
@@ -85,10 +104,17 @@ class _Candidate:
     columns: list[str]
     started: datetime
     scan: csvscan.ScanResult | None = None
+    cr_only: bool = False  # lines end with a lone CR (old Mac): loaded from a normalised copy
+    workdir: Path | None = None  # where the normalised copy goes (see csvscan.normalise)
+    copy: Path | None = None  # the normalised copy, once written
 
     @property
     def path(self) -> Path:
-        return self.outcome.path
+        """The file DuckDB reads: the landed file, or its normalised copy (same name, other folder).
+
+        Lineage (name, SHA-256, size, modification time) always describes the landed file
+        (`outcome.path`, `stat`, `scan`)."""
+        return self.copy or self.outcome.path
 
     @property
     def entity(self) -> str:
@@ -100,13 +126,25 @@ class _Candidate:
 
 
 def discover(home: Home) -> list[tuple[Path, str]]:
-    """Every visible file in the landing folders: categories first, then by extract date (bad names last)."""
+    """Every name in the landing folders, hidden files and sub-folders included (they are reported as
+    ignored), and anything next to the two entity folders in landing/ itself (ignored too): categories
+    first, then by extract date (bad names last). Nothing is opened here."""
     found: list[tuple[Path, str]] = []
-    for entity, folder in (("categories", home.landing_categories), ("chats", home.landing_chats)):
-        found += [(p, entity) for p in folder.iterdir() if not p.name.startswith(".") and not p.is_dir()]
+    folders = (("categories", home.landing_categories), ("chats", home.landing_chats), ("", home.landing))
+    # landing/ itself holds the two entity folders and `generate`'s ground truth (GROUND_TRUTH_NAME).
+    known = {home.landing_categories.name, home.landing_chats.name, "ground_truth.json"}
+    for entity, folder in folders:
+        try:
+            with os.scandir(folder) as entries:
+                found += [(folder / e.name, entity) for e in entries if entity or e.name not in known]
+        except OSError as exc:
+            raise UserError(
+                f"cannot read the landing folder {folder}: {exc.strerror or exc}; "
+                "make it a folder this user may list and read"
+            ) from None
 
     def key(item: tuple[Path, str]) -> tuple[int, int, str, str]:
-        match = FILE_NAME.match(item[0].name)
+        match = FILE_NAME.fullmatch(item[0].name)
         day = match["date"] if match else "9999-99-99"
         return (0 if match else 1, 0 if item[1] == "categories" else 1, day, item[0].name)
 
@@ -123,17 +161,20 @@ def ingest(home: Home) -> IngestReport:
         return report
     con = connect(home)
     try:
+        _remove_orphans(con)
+        _remove_copies(home)
         candidates: list[_Candidate] = []
         loaded = _loaded_files(con)
         for path, entity in files:
             outcome = FileOutcome(path=path, entity=entity)
             report.outcomes.append(outcome)
-            candidate = _precheck(con, outcome, loaded)
+            candidate = _precheck(con, outcome, loaded, home)
             if candidate:
                 candidates.append(candidate)
         for group in _groups(candidates):
             _load_group_or_fail(con, group)
     finally:
+        _remove_copies(home)
         t0 = time.perf_counter()
         con.close()
         log.debug("closed the warehouse (checkpoint) in %.2f s", time.perf_counter() - t0)
@@ -143,54 +184,259 @@ def ingest(home: Home) -> IngestReport:
     return report
 
 
+def _remove_copies(home: Home) -> None:
+    """Delete the normalised copies of this run (and any left by a killed run): see csvscan.normalise."""
+    for folder in home.warehouse_dir.glob(f"{COPY_PREFIX}*"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _loaded_files(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str, int, int]]:
-    """(entity, file name, size, mtime) of every loaded file: one query for the whole landing folder."""
-    return set(
+def _loaded_files(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, int, int], str]:
+    """(entity, file name, size, mtime) -> why to skip it, for every loaded or retracted file: one query
+    for the whole landing folder. A retracted file left in landing unchanged is not loaded again."""
+    known: dict[tuple[str, str, int, int], str] = {}
+    for entity, name, size, mtime, status, acted_at, acted_by in con.execute(
+        """
+        select f.entity, f.file_name, f.file_bytes, f.file_mtime_ns, f.status, a.acted_at, a.acted_by
+        from raw.ingested_files as f
+        left join raw.file_actions as a on f.batch_id = a.batch_id and a.action = 'retracted'
+        where f.status in ('loaded', 'retracted')
+        order by f.batch_id
+        """
+    ).fetchall():
+        key = (entity, name, size, mtime)
+        if status == LOADED:
+            known[key] = "already loaded (unchanged since)"
+        elif key not in known:
+            known[key] = _retracted_reason(acted_at, acted_by)
+    return known
+
+
+def _retracted_reason(acted_at: datetime | None, acted_by: str | None) -> str:
+    when = f"{acted_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if acted_at else "an unknown date"
+    return (
+        f"retracted on {when} by {acted_by or 'an unknown user'}; re-deliver corrected content under "
+        "this name or remove the file"
+    )
+
+
+def _remove_orphans(con: duckdb.DuckDBPyConnection) -> None:
+    """Remove stored rows whose batch has no manifest row, before anything else touches the warehouse.
+
+    A load writes its rows and its manifest rows in one transaction, yet a process killed inside that
+    commit can leave the rows without the manifest (DuckDB writes big inserts to the file ahead of the
+    commit). Such orphans are invisible in the raw views, but batch ids come from a sequence that may
+    roll back with the lost transaction: the next load could be given the same id and adopt them.
+    Finding them costs one scan of the batch-id columns (~0.1 s per 10 M rows); removing them (rare)
+    rewrites the data table, see _rewrite_without.
+    """
+    t0 = time.perf_counter()
+    known = {
+        r[0]
+        for r in con.execute("select batch_id from raw.ingested_files where status <> 'failed'").fetchall()
+    }
+    found: dict[str, dict[int, int]] = {}
+    for table in ORPHAN_TABLES:
+        name = sql.qualified("raw", table)
+        ids = [r[0] for r in con.execute(f"select distinct _batch_id from {name}").fetchall()]
+        orphans = sorted(i for i in ids if i not in known)
+        if orphans:
+            counts = con.execute(
+                f"select _batch_id, count(*) from {name} where _batch_id in (select unnest(?)) "
+                "group by 1 order by 1",
+                [orphans],
+            ).fetchall()
+            found[table] = dict(counts)
+    log.debug("checked for orphan rows in %.3f s", time.perf_counter() - t0)
+    if not found:
+        return
+    con.execute("begin transaction")
+    try:
+        for table, counts in found.items():
+            if table.endswith("_data"):
+                _rewrite_without(con, table, list(counts))
+            else:
+                con.execute(
+                    f"delete from {sql.qualified('raw', table)} where _batch_id in (select unnest(?))",
+                    [list(counts)],
+                )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("checkpoint")
+    for entity in SOURCE_COLUMNS:
+        if f"{entity}_data" in found:
+            con.execute(view_sql(entity))
+            _check_placement(con, entity, _first_rowids(con, entity))
+    for table, counts in found.items():
+        log.warning(
+            "removed %s orphan row(s) of batch id(s) %s from raw.%s in %.1f s (left by an ingest killed "
+            "while committing; their files were not recorded as loaded and load again)",
+            f"{sum(counts.values()):,}", _id_ranges(sorted(counts)), table, time.perf_counter() - t0,
+        )  # fmt: skip
+
+
+def _rewrite_without(con: duckdb.DuckDBPyConnection, table: str, orphans: list[int]) -> None:
+    """Replace raw.<table> by a copy without the orphans' rows, in the same row order; re-anchor batches.
+
+    A row's line number derives from its row id (warehouse.view_sql), and DuckDB renumbers the rows
+    after deleted ones whenever a later checkpoint compacts them: a plain `delete` would shift the line
+    numbers of every batch loaded after it. A fresh copy has no deleted rows, so its row ids never move.
+    The copy keeps the scan order (insertion order is preserved), so each batch's first row id is the
+    count of kept rows before it.
+    """
+    name, copy = sql.qualified("raw", table), sql.qualified("raw", f"{table}__rewrite")
+    log.info("rewriting raw.%s without the orphan rows of batch id(s) %s...", table, _id_ranges(orphans))
+    con.execute(f"drop table if exists {copy}")
+    con.execute(
+        f"create table {copy} as select * from {name} where _batch_id not in (select unnest(?))", [orphans]
+    )
+    con.execute(
+        f"""
+        update raw.ingested_files as f set first_rowid = kept.first_rowid
+        from (
+            select _batch_id, sum(count(*)) over (order by min(rowid)) - count(*) as first_rowid
+            from {name} where _batch_id not in (select unnest($orphans)) group by _batch_id
+        ) as kept
+        where f.batch_id = kept._batch_id
+        """,
+        {"orphans": orphans},
+    )
+    con.execute(f"drop table {name}")
+    con.execute(f"alter table {copy} rename to {sql.ident(table)}")
+    con.execute(f"alter table {name} alter column _batch_id set not null")
+
+
+def _first_rowids(con: duckdb.DuckDBPyConnection, entity: str) -> dict[int, int]:
+    """Every batch of the entity with rows, and the first row id the manifest holds for it."""
+    return dict(
         con.execute(
-            "select entity, file_name, file_bytes, file_mtime_ns from raw.ingested_files "
-            "where status = 'loaded'"
+            "select batch_id, first_rowid from raw.ingested_files "
+            "where entity = ? and first_rowid is not null and status <> 'failed'",
+            [entity],
         ).fetchall()
     )
 
 
+def _id_ranges(ids: list[int]) -> str:
+    """`[1, 2, 3, 7]` -> `1-3, 7`."""
+    runs: list[list[int]] = []
+    for i in ids:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def _precheck(
-    con: duckdb.DuckDBPyConnection, outcome: FileOutcome, loaded: set[tuple[str, str, int, int]]
+    con: duckdb.DuckDBPyConnection,
+    outcome: FileOutcome,
+    loaded: dict[tuple[str, str, int, int], str],
+    home: Home,
 ) -> _Candidate | None:
-    """Name, size, unchanged-since-loaded and header checks: no full read of the file."""
+    """Kind, name, size, unchanged-since-loaded and header checks: no full read of the file.
+
+    Hidden files and sub-folders are ignored (reported, not recorded). Only regular files are ever
+    opened: a FIFO or a device would block or never end, so its type is checked first (lstat/stat).
+    """
     started = _now()
     t0 = time.perf_counter()
     path, entity = outcome.path, outcome.entity
     header = b""
     extract_date: date | None = None
+    readable = False
     try:
+        stat = _landing_stat(path, home)
+        if isinstance(stat, str):
+            outcome.status, outcome.reason = "ignored", stat
+            return None
+        readable = True
         extract_date = _check_name(path, entity)
-        stat = path.stat()
         if stat.st_size == 0:
             raise FileRejected("the file is empty (zero bytes): a valid extract has at least a header line")
-        if (entity, path.name, stat.st_size, stat.st_mtime_ns) in loaded:
-            outcome.status, outcome.reason = "skipped", "already loaded (unchanged since)"
+        skip = loaded.get((entity, path.name, stat.st_size, stat.st_mtime_ns))
+        if skip:
+            outcome.status, outcome.reason = "skipped", skip
             return None
-        header = _read_header(path)
+        head = _read_header(path)
+        header = head.header
+        _check_line_ends(head)
         columns = _check_header(entity, header)
-        return _Candidate(outcome, extract_date, stat, columns, started)
+        return _Candidate(
+            outcome, extract_date, stat, columns, started, cr_only=head.cr_only, workdir=home.warehouse_dir
+        )
     except FileRejected as exc:
         outcome.reason = str(exc)
     except OSError as exc:
         outcome.reason = f"cannot read the file: {exc.strerror or exc}"
     outcome.seconds = time.perf_counter() - t0
-    _fail(con, outcome, extract_date, header, started)
+    _fail(con, outcome, extract_date, header, started, read=readable)
     return None
 
 
+def _landing_stat(path: Path, home: Home) -> os.stat_result | str:
+    """The stat of a regular file to load, or why the name is ignored; FileRejected for what may not be
+    read: a symbolic link out of landing (unless allowed), a FIFO, a device, a socket."""
+    if path.name.startswith("."):
+        return (
+            "hidden file (the name starts with '.'): never loaded; "
+            "rename it without the leading dot to load it"
+        )
+    if path.parent == home.landing:
+        return (
+            f"not in {home.landing_chats.name}/ or {home.landing_categories.name}/: never loaded; "
+            "move an extract into the folder of its kind to load it"
+        )
+    stat = os.lstat(path)
+    if S_ISLNK(stat.st_mode):
+        target = Path(os.path.realpath(path))
+        landing = Path(os.path.realpath(home.landing))
+        allowed = os.environ.get(ALLOW_SYMLINKS_ENV, "").strip().lower() in ("1", "true", "yes")
+        if not target.is_relative_to(landing) and not allowed:
+            raise FileRejected(
+                f"a symbolic link to {target}, outside the landing folder {landing}: copy the file into "
+                f"the landing folder, or set {ALLOW_SYMLINKS_ENV}=1 to allow links that lead out of it"
+            )
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            raise FileRejected(
+                f"a broken symbolic link (to {target}): remove it or restore its target"
+            ) from None
+    if S_ISDIR(stat.st_mode):
+        return f"a folder: sub-folders are not read; move its files into {path.parent} to load them"
+    if not S_ISREG(stat.st_mode):
+        raise FileRejected(
+            f"not a regular file but {_kind(stat.st_mode)}: only regular files are read; "
+            "remove it from the landing folder"
+        )
+    return stat
+
+
+def _kind(mode: int) -> str:
+    if S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if S_ISCHR(mode):
+        return "a character device"
+    if S_ISBLK(mode):
+        return "a block device"
+    if S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
 def _check_name(path: Path, entity: str) -> date:
-    match = FILE_NAME.match(path.name)
+    match = FILE_NAME.fullmatch(path.name)
     expected = f"{entity}_YYYY-MM-DD.csv or .csv.gz"
     if not match:
-        raise FileRejected(f"unexpected file name: expected {expected}; rename or remove the file")
+        raise FileRejected(
+            f"unexpected file name {path.name!r}: expected {expected}; rename or remove the file"
+        )
     if match["entity"] != entity:
         raise FileRejected(f"a {match['entity']} file in the {entity} landing folder: move it")
     try:
@@ -200,11 +446,25 @@ def _check_name(path: Path, entity: str) -> date:
         raise FileRejected(f"{bad!r} in the file name is not a real date: expected {expected}") from None
 
 
-def _read_header(path: Path) -> bytes:
+def _read_header(path: Path) -> csvscan.Head:
     try:
-        return csvscan.read_header(path)
-    except (EOFError, gzip.BadGzipFile) as exc:
+        return csvscan.read_head(path)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise FileRejected(f"not a valid gzip file ({exc}): re-export or re-compress it") from None
+
+
+def _check_line_ends(head: csvscan.Head) -> None:
+    """CR-only line ends load (from a normalised copy); a lone CR inside the header does not."""
+    if head.lone_cr:
+        raise FileRejected(
+            "the header line holds a carriage return (CR) that does not end the line: "
+            f"{head.header[:200]!r}; remove it (or re-export the file with LF or CRLF line ends)"
+        )
+    if not head.complete:
+        limit = csvscan.HEAD_LIMIT >> 20
+        raise FileRejected(
+            f"no line end within the first {limit} MiB: the first line must be a header naming the columns"
+        )
 
 
 def _check_header(entity: str, header: bytes) -> list[str]:
@@ -217,7 +477,29 @@ def _check_header(entity: str, header: bytes) -> list[str]:
         raise FileRejected("the header line is not UTF-8 text: not a CSV text file?") from None
     if not text.strip():
         raise FileRejected("no header line: the first line must name the columns")
-    names = [n.strip().lower() for n in next(csv.reader([text]))]
+    longest = max(len(part) for part in text.split(","))  # no name is shorter than its longest piece
+    if longest > MAX_COLUMN_NAME:
+        raise FileRejected(
+            f"the header holds a column name of at least {longest:,} characters (at most "
+            f"{MAX_COLUMN_NAME:,}): {text[:80]!r}...; the first line must be a header naming the columns"
+        )
+    if csvscan.ends_inside_quotes(header):  # csv.reader below would see only the first physical line
+        raise FileRejected(
+            f"the header line ends inside a quoted column name ({text[:200]!r}): header names cannot "
+            "contain line breaks; rename the column (or close its quote) in the first line"
+        )
+    try:
+        names = [n.strip().lower() for n in next(csv.reader([text]))]
+    except csv.Error as exc:
+        raise FileRejected(
+            f"the header line is not valid CSV ({exc}): {text[:200]!r}; the first line must name the columns"
+        ) from None
+    long = [n for n in names if len(n) > MAX_COLUMN_NAME]
+    if long:
+        raise FileRejected(
+            f"a column name of {len(long[0]):,} characters (at most {MAX_COLUMN_NAME:,}): "
+            f"{long[0][:60]!r}...; the first line must be a header naming the columns"
+        )
     if any(not n for n in names):
         raise FileRejected(f"the header has an empty column name: {text!r}")
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -241,8 +523,15 @@ def _scan(candidates: list[_Candidate]) -> None:
     def one(candidate: _Candidate) -> None:
         t0 = time.perf_counter()
         try:
-            candidate.scan = csvscan.scan(candidate.path)
-        except (EOFError, gzip.BadGzipFile) as exc:
+            scan = csvscan.scan(candidate.outcome.path, cr_only=candidate.cr_only)
+            if scan.mixed_line:
+                candidate.outcome.reason = (
+                    f"line {scan.mixed_line:,} {scan.mixed_what} (mixed line ends, which the CSV reader "
+                    "cannot split reliably): re-export the file with one line-end style, LF or CR-LF"
+                )
+            else:
+                candidate.scan = scan
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             candidate.outcome.reason = f"not a valid gzip file ({exc}): re-export or re-compress it"
         except OSError as exc:
             candidate.outcome.reason = f"cannot read the file: {exc.strerror or exc}"
@@ -252,15 +541,63 @@ def _scan(candidates: list[_Candidate]) -> None:
     with ThreadPoolExecutor(max_workers=SCAN_THREADS, thread_name_prefix="scan") as pool:
         list(pool.map(one, [c for c in candidates if c.scan is None]))
     log.debug("hashed and scanned %d file(s) in %.2f s", len(candidates), time.perf_counter() - t0)
+    unusable = [c for c in candidates if c.scan is None]
+    if unusable:
+        # Raised here, so this reason wins over the reader's error on the same file (see _load_group).
+        raise FileRejected(unusable[0].outcome.reason)
+    recopy = [c for c in candidates if c.scan and c.scan.needs_copy and c.copy is None and _copy(c)]
+    if recopy:
+        # DuckDB read the landed file meanwhile: load these again, alone, from their copies.
+        raise _Regroup([], recopy)
 
 
-def _loaded_name(con: duckdb.DuckDBPyConnection, entity: str, sha256: str) -> str | None:
-    row = con.execute(
-        "select file_name from raw.ingested_files where entity = ? and sha256 = ? and status = 'loaded' "
-        "order by batch_id limit 1",
+def _copy(c: _Candidate) -> bool:
+    """Write the normalised copy DuckDB loads instead of the landed file (csvscan.normalise)."""
+    assert c.scan is not None
+    what = "CR-only line ends" if c.scan.cr_only else f"{c.scan.blank_lines:,} blank lines"
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=COPY_PREFIX, dir=c.workdir))
+        c.copy = csvscan.normalise(c.outcome.path, folder / c.outcome.path.name, c.scan)
+    except OSError as exc:
+        c.scan, c.outcome.reason = None, f"cannot write a normalised copy ({what}): {exc.strerror or exc}"
+        return False
+    log.info("%s has %s: loading it from a normalised copy (same line numbers)", c.outcome.file_name, what)
+    return True
+
+
+@dataclass(frozen=True)
+class _KnownContent:
+    """A loaded or retracted file with the same bytes as a candidate."""
+
+    file_name: str
+    extract_date: date
+    status: str
+    acted_at: datetime | None
+    acted_by: str | None
+
+
+def _known_content(con: duckdb.DuckDBPyConnection, entity: str, sha256: str) -> list[_KnownContent]:
+    """The loaded and the retracted files of `entity` whose content has this SHA-256, oldest first."""
+    rows = con.execute(
+        """
+        select f.file_name, f.extract_date, f.status, a.acted_at, a.acted_by
+        from raw.ingested_files as f
+        left join raw.file_actions as a on f.batch_id = a.batch_id and a.action = 'retracted'
+        where f.entity = ? and f.sha256 = ? and f.status in ('loaded', 'retracted')
+        order by f.batch_id
+        """,
         [entity, sha256],
+    ).fetchall()
+    return [_KnownContent(*row) for row in rows]
+
+
+def _has_loaded_version(con: duckdb.DuckDBPyConnection, entity: str, file_name: str) -> bool:
+    """Whether a version of this file name is loaded (in force) now."""
+    row = con.execute(
+        "select count(*) from raw.ingested_files where entity = ? and file_name = ? and status = 'loaded'",
+        [entity, file_name],
     ).fetchone()
-    return row[0] if row else None
+    return bool(row and row[0])
 
 
 def _groups(candidates: list[_Candidate]) -> list[list[_Candidate]]:
@@ -304,21 +641,15 @@ def _load_group_or_fail(con: duckdb.DuckDBPyConnection, group: list[_Candidate])
 
 def _load_group(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> None:
     """One transaction: insert every file's rows in file order, reconcile each file, write the manifest."""
-    entity, extra = group[0].entity, group[0].extra
+    entity = group[0].entity
     t0 = time.perf_counter()
     size = sum(c.stat.st_size for c in group)
     if size > BIG_LOAD_BYTES:
         log.info("loading %d %s file(s), %.1f MB, in one transaction...", len(group), entity, size / 1e6)
     con.execute("begin transaction")
     try:
-        if extra:
-            have = set(table_columns(con, entity))
-            for name in extra:
-                if name not in have:
-                    con.execute(f'alter table raw.{entity}_data add column "{name}" varchar')
-            con.execute(view_sql(entity))
         batch_ids = _batch_ids(con, len(group))
-        row_base = con.execute(f"select coalesce(max(rowid) + 1, 0) from raw.{entity}_data").fetchone()[0]  # type: ignore[index]
+        row_base = con.execute(f"select coalesce(max(rowid) + 1, 0) from {_data(entity)}").fetchone()[0]  # type: ignore[index]
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scans") as background:
             scanned = background.submit(_scan, group)
             try:
@@ -336,13 +667,16 @@ def _load_group(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> None
             done = reconcile(con, entity, c.path, c.scan, batch_id, rows, rejects.get(index, []))
             if c.extra:
                 log.warning(
-                    "%s has unexpected column(s) %s: kept as text in raw.%s", c.path.name, c.extra, entity
-                )
+                    "%s has unexpected column(s) %s: kept as text in raw.%s (column %s)",
+                    c.path.name, c.extra, entity, EXTRA_COLUMN,
+                )  # fmt: skip
             _write_batch(con, c, batch_id, first_rowid, done)
             results.append((c, batch_id, done))
         for c in group:
-            _fault_point("before-commit", c.path)
+            fault_point(f"before-commit:{c.path.name}")
         log.debug("reconciled %d file(s) at %.2f s", len(group), time.perf_counter() - t0)
+        for c in group:
+            fault_point(f"during-commit:{c.path.name}")  # `:<ms>`: a kill inside the commit
         con.execute("commit")
         log.debug("committed at %.2f s", time.perf_counter() - t0)
     except BaseException:
@@ -363,21 +697,59 @@ def _check_scans(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> Non
     if unreadable:
         raise FileRejected(unreadable[0].outcome.reason)
     skipped: list[_Candidate] = []
-    seen: dict[str, str] = {}
+    seen: dict[str, list[_KnownContent]] = {}
+    notes: list[tuple[str, str, str]] = []
     for c in group:
         assert c.scan is not None
-        previous = seen.get(c.scan.sha256) or _loaded_name(con, c.entity, c.scan.sha256)
-        if previous:
-            same = "already loaded" if previous == c.path.name else f"same content as {previous}"
-            c.outcome.status, c.outcome.reason = "skipped", f"{same} (sha256 {c.scan.sha256[:12]})"
+        sha = c.scan.sha256
+        known = _known_content(con, c.entity, sha) + seen.get(sha, [])
+        reason = _same_content_skip(c, known, replaces=_has_loaded_version(con, c.entity, c.path.name))
+        if reason:
+            c.outcome.status, c.outcome.reason = "skipped", f"{reason} (sha256 {sha[:12]})"
             skipped.append(c)
-        else:
-            seen[c.scan.sha256] = c.path.name
+            continue
+        others = sorted({k.file_name for k in known if k.status == LOADED})
+        if others:
+            notes.append((c.path.name, ", ".join(others), c.entity))
+        seen.setdefault(sha, []).append(_KnownContent(c.path.name, c.extract_date, LOADED, None, None))
     alone = (
         [c for c in group if c.scan and not c.scan.valid_utf8 and c not in skipped] if len(group) > 1 else []
     )
     if skipped or alone:
         raise _Regroup(skipped, alone)
+    for name, others_text, entity in notes:
+        log.info(
+            "%s has the same content as %s: loaded as its own %s, so its extract date counts",
+            name, others_text, "snapshot" if entity == "categories" else "extract",
+        )  # fmt: skip
+
+
+def _same_content_skip(c: _Candidate, known: list[_KnownContent], *, replaces: bool) -> str | None:
+    """Why a candidate whose bytes are already known must not load (None: it loads).
+
+    The same name with the same content is the file already loaded, or a retracted file left in landing.
+    Under another name, known content is skipped only where loading it provably changes nothing: a
+    chats extract whose every row is an exact duplicate of a row of an earlier (or same-dated) loaded
+    extract (each collapses to that earlier version, docs/data-contract.md rule 1). A same-content chats
+    extract dated EARLIER would take over as the first version of those rows, and a categories snapshot
+    is in force by its date, so both load as their own batch. `replaces`: a version of this name with
+    other bytes is loaded now; the candidate is its re-delivery and must load to replace it, whatever
+    other file shares its bytes (skipping it would leave the earlier version in force).
+    """
+    loaded = [k for k in known if k.status == LOADED]
+    if any(k.file_name == c.path.name for k in loaded):
+        return "already loaded"
+    retracted = [k for k in known if k.status == RETRACTED and k.file_name == c.path.name]
+    if retracted:
+        return _retracted_reason(retracted[-1].acted_at, retracted[-1].acted_by)
+    if c.entity == "chats" and not replaces:
+        earlier = [k for k in loaded if k.extract_date <= c.extract_date]
+        if earlier:
+            return (
+                f"same content as {earlier[0].file_name}, an extract of the same or an earlier date: "
+                "every row would collapse as an exact duplicate"
+            )
+    return None
 
 
 def _batch_ids(con: duckdb.DuckDBPyConnection, n: int) -> list[int]:
@@ -389,27 +761,54 @@ def _batch_ids(con: duckdb.DuckDBPyConnection, n: int) -> list[int]:
 
 
 def _insert(con: duckdb.DuckDBPyConnection, group: list[_Candidate], first_batch: int) -> None:
-    """Parse every file of the group with one multi-file read_csv into raw.<entity>_data, in file order."""
+    """Parse every file of the group with one multi-file read_csv into raw.<entity>_data, in file order.
+
+    Column names come from the file's header: each one goes through `sql.literal` (the reader's column
+    spec) or `sql.ident` (the select list), never into the SQL text as is. The contract's columns are
+    stored under their names; every other column of the row goes into one `_extra` map (name -> text),
+    so an unexpected header never changes the table's shape.
+
+    Residual race: read_csv opens the paths itself, so a landed file swapped for a FIFO after the kind
+    check and after csvscan (which opens with O_NONBLOCK and checks the open descriptor) but before
+    DuckDB opens it could still block the reader. The scan runs in parallel with this read; such a
+    swap aimed at DuckDB alone is out of scope.
+    """
     entity, columns = group[0].entity, group[0].columns
-    con.execute(f"drop table if exists {REJECTS_TABLE}; drop table if exists {REJECTS_SCAN}")
-    spec = ", ".join(f"'{c}': 'VARCHAR'" for c in columns)
+    con.execute(f"drop table if exists {sql.ident(REJECTS_TABLE)}")
+    con.execute(f"drop table if exists {sql.ident(REJECTS_SCAN)}")
+    spec = ", ".join(f"{sql.literal(c)}: 'VARCHAR'" for c in columns)
     gz = {csvscan.is_gzip(c.path) for c in group}
     options = [
         "header = true", "auto_detect = false", "delim = ','", "quote = '\"'", "escape = '\"'",
-        f"columns = {{{spec}}}", "store_rejects = true", f"rejects_table = '{REJECTS_TABLE}'",
-        f"rejects_scan = '{REJECTS_SCAN}'", "strict_mode = true", "max_line_size = 1048576",
+        f"columns = {{{spec}}}", "store_rejects = true", f"rejects_table = {sql.literal(REJECTS_TABLE)}",
+        f"rejects_scan = {sql.literal(REJECTS_SCAN)}", "strict_mode = true", "max_line_size = 1048576",
     ]  # fmt: skip
     if len(gz) == 1:
-        options.append(f"compression = '{'gzip' if gz.pop() else 'none'}'")
-    quoted = ", ".join(f'"{c}"' for c in columns)
+        options.append(f"compression = {sql.literal('gzip' if gz.pop() else 'none')}")
+    selected = [sql.ident(c) for c in columns if c in SOURCE_COLUMNS[entity]]
+    extra = group[0].extra
+    if extra:
+        keys = ", ".join(sql.literal(c) for c in extra)
+        values = ", ".join(sql.ident(c) for c in extra)
+        # Only the non-empty values (a missing key reads as null, like an empty value). Zipping two
+        # lists is ~4x faster than map() or a struct cast for thousands of columns.
+        selected.append(
+            f"map_from_entries(list_filter(list_zip([{keys}], [{values}]), lambda e: e[2] is not null)) "
+            f"as {sql.ident(EXTRA_COLUMN)}"
+        )
     con.execute(
         f"""
-        insert into raw.{entity}_data by name
-        select {quoted}, $first + file_index::bigint as _batch_id
+        insert into {_data(entity)} by name
+        select {", ".join(selected)}, $first + file_index::bigint as _batch_id
         from read_csv($paths, {", ".join(options)})
         """,
         {"first": first_batch, "paths": [str(c.path) for c in group]},
     )
+
+
+def _data(entity: str) -> str:
+    """`raw.<entity>_data`, quoted."""
+    return sql.qualified("raw", f"{entity}_data")
 
 
 def _placement(
@@ -421,7 +820,7 @@ def _placement(
     committing appends that run after the table's last row.
     """
     stats = con.execute(
-        f"select _batch_id, count(*), min(rowid), max(rowid) from raw.{entity}_data "
+        f"select _batch_id, count(*), min(rowid), max(rowid) from {_data(entity)} "
         "where _batch_id between ? and ? group by 1 order by 1",
         [batch_ids[0], batch_ids[-1]],
     ).fetchall()
@@ -444,7 +843,7 @@ def _check_placement(con: duckdb.DuckDBPyConnection, entity: str, first_rowids: 
         return
     actual = dict(
         con.execute(
-            f"select _batch_id, min(rowid) from raw.{entity}_data where _batch_id between ? and ? group by 1",
+            f"select _batch_id, min(rowid) from {_data(entity)} where _batch_id between ? and ? group by 1",
             [min(first_rowids), max(first_rowids)],
         ).fetchall()
     )
@@ -466,7 +865,7 @@ def _reject_rows(con: duckdb.DuckDBPyConnection) -> dict[int, list[tuple[int, st
         select file_id, line_byte_position, any_value(csv_line),
             string_agg(distinct error_message, '; ' order by error_message),
             string_agg(distinct error_type::varchar, ',' order by error_type::varchar)
-        from {REJECTS_TABLE}
+        from {sql.ident(REJECTS_TABLE)}
         group by file_id, line_byte_position
         order by file_id, line_byte_position
         """
@@ -488,28 +887,37 @@ def _write_batch(
         )
     if done.gaps:
         con.executemany("insert into raw.line_gaps values (?, ?, ?)", [(batch_id, *g) for g in done.gaps])
-    done.version = (
-        1
-        + con.execute(
-            "select count(*) from raw.ingested_files where file_name = ? and status = 'loaded'", [c.path.name]
-        ).fetchone()[0]
-    )  # type: ignore[index]
+    # A re-delivered file (same name, new content) replaces its earlier version: those rows stop counting
+    # (the raw views show loaded batches only) and stay stored for audit; raw.file_actions records it.
+    earlier = con.execute(
+        "select batch_id, status from raw.ingested_files where entity = ? and file_name = ? "
+        "and status in ('loaded', 'replaced', 'retracted')",
+        [c.entity, c.path.name],
+    ).fetchall()
+    done.version = 1 + len(earlier)
+    replaced = [b for b, status in earlier if status == LOADED]
+    if replaced:
+        con.execute(
+            "update raw.ingested_files set status = 'replaced' where batch_id in (select unnest(?))",
+            [replaced],
+        )
+        con.executemany(
+            "insert into raw.file_actions values (?, ?, ?, 'replaced', ?, ?, ?, ?)",
+            [
+                (b, c.entity, c.path.name, batch_id, _now(), acting_user(),
+                 f"re-delivered with new content (sha256 {c.scan.sha256[:12]}, version {done.version})")
+                for b in replaced
+            ],
+        )  # fmt: skip
     con.execute(
         "insert into raw.ingested_files values "
         "(?, ?, ?, ?, ?, ?, ?, ?, 'loaded', null, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             batch_id, c.entity, c.path.name, c.extract_date, c.scan.sha256, c.scan.file_bytes,
             c.stat.st_mtime_ns, done.version, c.scan.header.decode("utf-8"), c.extra, done.data_lines,
-            done.rows_loaded, len(done.rejected), len(c.scan.blank_lines), first_rowid, c.started, _now(),
+            done.rows_loaded, len(done.rejected), done.blank_lines, first_rowid, c.started, _now(),
         ],
     )  # fmt: skip
-
-
-def _fault_point(point: str, path: Path) -> None:
-    """Test hook: `CHAT_ANALYTICS_FAULT=before-commit:<file name>` kills the process (SIGKILL) mid-load."""
-    if os.environ.get(FAULT_ENV) == f"{point}:{path.name}":
-        log.warning("fault injection: killing the process at %s of %s", point, path.name)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _fail(
@@ -518,14 +926,21 @@ def _fail(
     extract_date: date | None,
     header: bytes,
     started: datetime,
+    *,
+    read: bool = True,
 ) -> None:
-    """A manifest row for a file that could not be used, so the failure is on record, not only in a log."""
+    """A manifest row for a file that could not be used, so the failure is on record, not only in a log.
+
+    The file is hashed only when `read` and it is a regular file: a FIFO or a device never ends."""
     outcome.status = "failed"
+    size = mtime = sha = None
     try:
         stat = outcome.path.stat()
-        size, mtime, sha = stat.st_size, stat.st_mtime_ns, csvscan.sha256(outcome.path)
+        if S_ISREG(stat.st_mode):
+            size, mtime = stat.st_size, stat.st_mtime_ns
+            sha = csvscan.sha256(outcome.path) if read else None
     except OSError:
-        size = mtime = sha = None
+        pass
     con.execute(
         "insert into raw.ingested_files values (nextval('raw.batch_id_seq'), ?, ?, ?, ?, ?, ?, null, "
         "'failed', ?, ?, null, null, 0, 0, null, null, ?, ?)",
@@ -544,25 +959,37 @@ def _log_outcome(o: FileOutcome) -> None:
             f"  (version {o.version}: the file changed since it was loaded)" if o.version > 1 else "",
         )  # fmt: skip
         if o.version > 1:
-            log.warning("%s changed since it was last loaded: loaded as version %d", o.file_name, o.version)
+            log.warning(
+                "%s was re-delivered with new content: loaded as version %d, which replaces the earlier "
+                "version (its rows no longer count; they stay in raw storage for audit)",
+                o.file_name, o.version,
+            )  # fmt: skip
     elif o.status == "skipped":
         log.info("skipped %-28s %s", o.file_name, o.reason)
+    elif o.status == "ignored":
+        log.warning("ignored %-28s %s", _shown(o.file_name), o.reason)
     else:
-        log.error("FAILED  %-28s %s", o.file_name, o.reason)
+        log.error("FAILED  %-28s %s", _shown(o.file_name), o.reason)
+
+
+def _shown(name: str) -> str:
+    """A file name for a log line: quoted when it holds a line break or another control character."""
+    return name if name.isprintable() else repr(name)
 
 
 def _log_summary(report: IngestReport) -> None:
     loaded = [o for o in report.outcomes if o.status == "loaded"]
     log.info(
-        "ingest summary: %d loaded (%s rows, %s rejected), %d skipped as already loaded, %d failed",
+        "ingest summary: %d loaded (%s rows, %s rejected), %d skipped as already loaded, %d failed%s",
         len(loaded),
         f"{sum(o.rows_loaded for o in loaded):,}",
         f"{sum(o.rows_rejected for o in loaded):,}",
         report.count("skipped"),
         len(report.failed),
+        f", {report.count('ignored')} ignored (hidden files, sub-folders)" if report.count("ignored") else "",
     )
     for o in report.failed:
-        log.error("bad file: %s: %s", o.path, o.reason)
+        log.error("bad file: %s: %s", o.path.parent / _shown(o.file_name), o.reason)
 
 
 __all__ = ["FileOutcome", "IngestReport", "UserError", "discover", "ingest"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,15 +59,29 @@ class Home:
         self.landing_categories.mkdir(parents=True, exist_ok=True)
 
     def require_landing(self) -> None:
-        """Stop with a clear error when the home or its landing folders are missing."""
-        if not self.root.is_dir():
-            raise UserError(
-                f"home folder {self.root} does not exist: pass --home DIR or set {HOME_ENV}, "
-                "or run `chat-analytics generate` to create sample data"
-            )
-        for folder in (self.landing_chats, self.landing_categories):
-            if not folder.is_dir():
+        """Stop with a clear error when the home or its landing folders are missing or unreadable."""
+        for folder in (self.root, self.landing, self.landing_chats, self.landing_categories):
+            try:
+                mode = folder.stat().st_mode
+            except FileNotFoundError:
+                if folder == self.root:
+                    raise UserError(
+                        f"home folder {self.root} does not exist: pass --home DIR or set {HOME_ENV}, "
+                        "or run `chat-analytics generate` to create sample data"
+                    ) from None
                 raise UserError(
                     f"landing folder {folder} does not exist: create it and drop extracts into it, "
                     "or run `chat-analytics generate`"
-                )
+                ) from None
+            except OSError as exc:
+                raise UserError(f"cannot reach {folder}: {exc.strerror or exc}; check the path") from None
+            if not stat.S_ISDIR(mode):
+                raise UserError(f"{folder} is not a folder: it must be a folder (move the file away)")
+            try:
+                with os.scandir(folder):
+                    pass
+            except OSError as exc:
+                raise UserError(
+                    f"cannot read the folder {folder}: {exc.strerror or exc}; "
+                    "make it a folder this user may list and read"
+                ) from None

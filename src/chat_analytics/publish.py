@@ -6,32 +6,44 @@ and an open reader blocks it. Analysts and BI tools read a separate copy instead
 * `serving/analytics.duckdb`: schema `analytics` with every mart under its own name (the top-ten views
   are materialised as tables, so the copy stands alone), column and table comments from the dbt docs,
   and `analytics._build_info` (one row: run id, publish time, data window, row counts, quarantined
-  rows by reason, test results, freshness, git commit, dbt and DuckDB versions). Written beside the old
-  file under a temporary name, checkpointed, fsynced and renamed into place: a reader sees the old file
-  or the new one, never half of one, and a reader that keeps the old file open never blocks the
-  pipeline (on POSIX it keeps reading the old file until it reconnects).
-* `serving/parquet/<mart>.parquet`: one file per mart plus `_build_info.parquet`. `parquet` is a
-  symbolic link to a versioned folder `.parquet-<stamp>`, swapped atomically by renaming a new link
-  over it; older folders are removed afterwards.
+  rows by reason, test results, freshness, git commit, dbt and DuckDB versions).
+* `serving/parquet/<mart>.parquet`: one file per mart plus `_build_info.parquet`.
+
+Every publish writes a new, complete release and switches to it in ONE rename, database and Parquet
+together:
+
+    serving/.releases/<token>/analytics.duckdb     a release: written under .releases/.tmp-<token>/,
+    serving/.releases/<token>/parquet/*.parquet    checkpointed, fsynced, made read-only, renamed
+    serving/current -> .releases/<token>           the switch: a new link renamed over the old one
+    serving/analytics.duckdb -> current/analytics.duckdb   fixed links, created once
+    serving/parquet -> current/parquet
+
+A reader sees the old release or the new one, never half of one or one of each. DuckDB resolves the
+link before it derives the WAL's name, so a read-write session opened before a publish writes its WAL
+into its own (old) release folder, never beside the new file: the published data cannot be changed
+by such a session. The new release's files are also made read-only (mode 0444), which refuses a
+read-write open to everyone but root. The previous release is kept until the next publish, for
+readers that resolved the links just before the switch; older releases, half-written ones of killed
+publishes and temporary links are removed by the next publish. The first publish into an older layout
+(a plain `analytics.duckdb` file, a `parquet` link to `.parquet-<stamp>`) replaces the file and the
+link by the fixed links, each in one rename, and removes the old files.
 
 The file is written with DuckDB storage version `STORAGE_VERSION` on purpose: the pinned library and the
 `duckdb` CLI of the dev dependencies are both 1.5.6, and the explicit storage version keeps the file
 readable by that CLI (and any DuckDB >= 1.0) even after the library is upgraded.
 
-Nothing is published unless the last build is green (`warehouse/last_build.json`, see build_record):
-then the previous files stay exactly as they were and `PublishRefused` says why.
+Nothing is published unless the newest build finished green (`warehouse/last_build.json`, see
+build_record): then the previous files stay exactly as they were and `PublishRefused` says why.
+Publishing holds the home's pipeline lock (chat_analytics.pipeline_lock).
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +53,10 @@ import duckdb
 from chat_analytics import resources
 from chat_analytics.build import release_warehouse
 from chat_analytics.build_record import BuildRecord, TestSummary, record_path
+from chat_analytics.faults import fault_point
 from chat_analytics.paths import PROJECT_ROOT, Home, UserError
+from chat_analytics.pipeline_lock import pipeline_lock
+from chat_analytics.sql import ident, literal
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +66,10 @@ DATABASE_NAME = "analytics.duckdb"
 PARQUET_DIR = "parquet"
 STORAGE_VERSION = "v1.0.0"
 GIT_COMMIT_ENV = "CHAT_ANALYTICS_GIT_COMMIT"
+RELEASES = ".releases"
+CURRENT = "current"
+_STAGING_PREFIX = ".tmp-"
+READ_ONLY = 0o444
 QUARANTINE_REASONS = (
     "missing_id",
     "invalid_created_at",
@@ -128,6 +147,7 @@ class PublishResult:
     parquet_dir: Path
     row_counts: dict[str, int]  # per mart
     tests: TestSummary
+    release: Path  # serving/.releases/<token>, where `current` now points
 
 
 def database_path(home: Home) -> Path:
@@ -138,37 +158,66 @@ def parquet_path(home: Home) -> Path:
     return home.serving / PARQUET_DIR
 
 
+def current_release(home: Home) -> Path | None:
+    """The release folder readers see now, or None before the first publish (or in the older layout)."""
+    link = home.serving / CURRENT
+    return link.resolve() if link.is_symlink() and link.exists() else None
+
+
 def publish(home: Home, *, run_id: str | None = None) -> PublishResult:
-    """Publish the marts of the last green build to `serving/`; raise PublishRefused after a failed one."""
+    """Publish the marts of the newest build, when it finished green, to `serving/` as a new release.
+
+    Raises PublishRefused (nothing changed) unless the newest build finished green, UserError for a
+    missing warehouse or a serving folder that cannot be written.
+    """
+    with pipeline_lock(home):
+        return _publish(home, run_id)
+
+
+def _publish(home: Home, run_id: str | None) -> PublishResult:
     record = BuildRecord.load(home)
     target = database_path(home)
     if not record.ok:
-        failed = record.tests().failed_nodes
-        why = f"failed: {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}" if failed else "failed"
         raise PublishRefused(
-            f"not publishing: the last build {record.error or why} (see {record_path(home)}); "
+            f"not publishing: the last build {_why_not(record)} (see {record_path(home)}); "
             f"{target} stays as it was"
         )
     if not home.warehouse.is_file():
         raise UserError(f"no warehouse at {home.warehouse}: run `chat-analytics run` first")
     published_at = datetime.now(UTC)
     run_id = run_id or f"cli-{published_at:%Y%m%dT%H%M%SZ}"
-    home.serving.mkdir(parents=True, exist_ok=True)
-    with _lock(home.serving):
-        _remove_leftovers(home.serving)
-        token = f"{published_at:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
-        new_db = home.serving / f".{DATABASE_NAME}.{token}.tmp"
-        new_parquet = home.serving / f".{PARQUET_DIR}-{token}"
+    token = f"{published_at:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+    serving = home.serving
+    try:
+        releases = _prepare(serving)
+        staging = releases / f"{_STAGING_PREFIX}{token}"
+        release = releases / token
         try:
-            row_counts = _write(home, new_db, new_parquet, record, run_id, published_at)
-            _fsync(new_db)
-            _replace_database(new_db, target)
-            _swap_link(new_parquet, parquet_path(home))
+            staging.mkdir()
+            row_counts = _write(
+                home, staging / DATABASE_NAME, staging / PARQUET_DIR, record, run_id, published_at
+            )
+            _seal(staging)
+            os.rename(staging, release)
+            _fsync_dir(releases)
+            fault_point("publish:before-switch")
+            previous = _switch(serving, release)
         except BaseException:
-            new_db.unlink(missing_ok=True)
-            if new_parquet.exists() and parquet_path(home).resolve() != new_parquet.resolve():
-                shutil.rmtree(new_parquet, ignore_errors=True)
+            for path in (staging, release):
+                if path.exists() and current_release(home) != path.resolve():
+                    _rmtree(path)
             raise
+        fault_point("publish:after-switch")
+        _fixed_links(serving, token)
+        _remove_old_releases(releases, keep={release, previous})
+        _remove_leftovers(serving)
+    except (OSError, duckdb.IOException) as exc:
+        raise UserError(
+            f"cannot publish into {serving}: {_first_line(exc)}; it must be a folder this user can write, "
+            "with free space (nothing was switched: readers keep the previous release)"
+            if current_release(home) != (serving / RELEASES / token).resolve()
+            else f"published to {serving}, but tidying up failed: {_first_line(exc)}"
+        ) from None
     tests = record.tests()
     log.info(
         "published %d marts (%s chats) to %s and %s: run %s, tests %d pass / %d warn / %d error",
@@ -181,7 +230,20 @@ def publish(home: Home, *, run_id: str | None = None) -> PublishResult:
         tests.warned,
         tests.errored,
     )
-    return PublishResult(run_id, published_at, target, parquet_path(home), row_counts, tests)
+    return PublishResult(run_id, published_at, target, parquet_path(home), row_counts, tests, release)
+
+
+def _why_not(record: BuildRecord) -> str:
+    failed = record.tests().failed_nodes
+    if failed:
+        return f"failed: {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}"
+    if not record.finished:
+        parts = (record.build_id, f"(started {record.started_at})" if record.started_at else "")
+        label = " ".join(p for p in parts if p)
+        return f"{label + ' ' if label else ''}never finished (killed, or still running): build again"
+    if record.error:
+        return f"failed: {record.error}"
+    return "ran no dbt model or test"
 
 
 # ---- writing the new file ---------------------------------------------------------------------------
@@ -197,12 +259,12 @@ def _write(
         try:
             # dbt tasks that ran in this process (an in-process Airflow run) may still hold the file.
             release_warehouse()
-            con.execute(f"attach '{_sql_text(home.warehouse)}' as {_SOURCE} (read_only)")
+            con.execute(f"attach {literal(home.warehouse)} as {_SOURCE} (read_only)")
         except duckdb.IOException as exc:
             raise UserError(
                 f"cannot read the warehouse {home.warehouse} (a build running?): {_first_line(exc)}"
             ) from None
-        con.execute(f"attach '{_sql_text(new_db)}' as {_TARGET} (storage_version '{STORAGE_VERSION}')")
+        con.execute(f"attach {literal(new_db)} as {_TARGET} (storage_version {literal(STORAGE_VERSION)})")
         marts = _marts(con)
         if not marts:
             raise UserError(
@@ -212,17 +274,18 @@ def _write(
         for name, comment in marts.items():
             _copy_mart(con, name, comment)
         row_counts = {
-            name: int(_one(con, f"select count(*) from {_TARGET}.{SCHEMA}.{_ident(name)}")) for name in marts
+            name: int(_one(con, f"select count(*) from {_TARGET}.{SCHEMA}.{ident(name)}")) for name in marts
         }
         _write_build_info(con, record, run_id, published_at, row_counts)
+        con.execute(f"detach {_SOURCE}")
+        con.execute(f"checkpoint {_TARGET}")
+        fault_point("publish:after-database-written")
         new_parquet.mkdir()
         for name in [*row_counts, BUILD_INFO]:
             con.execute(
-                f"copy {_TARGET}.{SCHEMA}.{_ident(name)} to '{_sql_text(new_parquet / f'{name}.parquet')}' "
+                f"copy {_TARGET}.{SCHEMA}.{ident(name)} to {literal(new_parquet / f'{name}.parquet')} "
                 "(format parquet, compression zstd)"
             )
-        con.execute(f"detach {_SOURCE}")
-        con.execute(f"checkpoint {_TARGET}")
         con.execute(f"detach {_TARGET}")
     finally:
         con.close()
@@ -242,19 +305,17 @@ def _marts(con: duckdb.DuckDBPyConnection) -> dict[str, str | None]:
 
 
 def _copy_mart(con: duckdb.DuckDBPyConnection, name: str, comment: str | None) -> None:
-    table = f"{SCHEMA}.{_ident(name)}"
+    table = f"{SCHEMA}.{ident(name)}"
     con.execute(f"create table {_TARGET}.{table} as select * from {_SOURCE}.{table}")
     if comment:
-        con.execute(f"comment on table {_TARGET}.{table} is '{_sql_text(comment.strip())}'")
+        con.execute(f"comment on table {_TARGET}.{table} is {literal(comment.strip())}")
     columns = con.execute(
         "select column_name, comment from duckdb_columns() "
         "where database_name = ? and schema_name = ? and table_name = ? and comment is not null",
         [_SOURCE, SCHEMA, name],
     ).fetchall()
     for column, text in columns:
-        con.execute(
-            f"comment on column {_TARGET}.{table}.{_ident(column)} is '{_sql_text(str(text).strip())}'"
-        )
+        con.execute(f"comment on column {_TARGET}.{table}.{ident(column)} is {literal(str(text).strip())}")
 
 
 def _write_build_info(
@@ -284,7 +345,7 @@ def _write_build_info(
         [
             run_id,
             published_at,
-            datetime.fromisoformat(record.updated_at),
+            datetime.fromisoformat(record.finished_at or record.updated_at),
             *window,
             list(row_counts),
             list(row_counts.values()),
@@ -307,7 +368,7 @@ def _write_build_info(
     table = f"{_TARGET}.{SCHEMA}.{BUILD_INFO}"
     for column, text in BUILD_INFO_COMMENTS.items():
         target = f"column {table}.{column}" if column else f"table {table}"
-        con.execute(f"comment on {target} is '{_sql_text(text)}'")
+        con.execute(f"comment on {target} is {literal(text)}")
 
 
 def git_commit() -> str | None:
@@ -331,51 +392,119 @@ def git_commit() -> str | None:
 # ---- putting it in place ----------------------------------------------------------------------------
 
 
-def _replace_database(new_db: Path, target: Path) -> None:
-    stale_wal = target.with_name(f"{target.name}.wal")
-    if stale_wal.exists():  # a WAL of the old file must never be replayed onto the new one
-        log.warning("removing %s: the published file is read-only for its readers", stale_wal)
-        stale_wal.unlink()
-    os.replace(new_db, target)
-    _fsync_dir(target.parent)
+def _prepare(serving: Path) -> Path:
+    """Make sure `serving/.releases/` exists and drop what killed publishes left behind; returns it."""
+    if serving.exists() and not serving.is_dir():
+        raise NotADirectoryError(f"{serving} is not a folder")
+    serving.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(serving)
+    releases = serving / RELEASES
+    releases.mkdir(exist_ok=True)
+    for path in releases.iterdir():
+        if path.name.startswith(_STAGING_PREFIX):  # half-written by a killed publish
+            _rmtree(path)
+    return releases
 
 
-def _swap_link(new_dir: Path, link: Path) -> None:
-    """Point `link` at `new_dir` in one rename, then remove the folders it pointed at before."""
-    if link.exists() and not link.is_symlink():  # a plain folder (older layout or a manual copy)
-        link.rename(link.with_name(f".{link.name}-old-{secrets.token_hex(3)}"))
-    tmp_link = link.with_name(f".{link.name}.link-{secrets.token_hex(3)}")
-    tmp_link.symlink_to(new_dir.name)
-    os.replace(tmp_link, link)
-    _fsync_dir(link.parent)
-    _remove_leftovers(link.parent)
+def _seal(release: Path) -> None:
+    """The finished release: files read-only and on disk (files, their folders) before anyone sees it."""
+    for path in sorted(release.rglob("*"), reverse=True):
+        if path.is_file():
+            path.chmod(READ_ONLY)
+            _fsync(path)
+        else:
+            _fsync_dir(path)
+    _fsync_dir(release)
+
+
+def _switch(serving: Path, release: Path) -> Path | None:
+    """Point `serving/current` at `release` in one rename; returns the release it pointed at before."""
+    link = serving / CURRENT
+    previous = link.resolve() if link.is_symlink() else None
+    if link.exists() and not link.is_symlink():  # not ours: moved aside, never deleted
+        link.rename(serving / f".{CURRENT}-moved-{release.name}")
+    tmp = serving / f".{CURRENT}.link-{release.name}"
+    tmp.symlink_to(Path(RELEASES) / release.name)
+    os.replace(tmp, link)
+    _fsync_dir(serving)
+    return previous
+
+
+def _fixed_links(serving: Path, token: str) -> None:
+    """`analytics.duckdb` and `parquet` as links through `current` (once; an older layout is replaced)."""
+    for name in (DATABASE_NAME, PARQUET_DIR):
+        link, target = serving / name, Path(CURRENT) / name
+        if link.is_symlink() and Path(os.readlink(link)) == target:
+            continue
+        tmp = serving / f".{name}.link-{token}"
+        tmp.symlink_to(target)
+        older = link.exists() or link.is_symlink()
+        if link.is_dir() and not link.is_symlink():  # a plain folder (a manual copy): moved aside first
+            link.rename(serving / f".{name}-old-{token}")
+        os.replace(tmp, link)  # over a file or a link: one rename, readers see the old or the new
+        log.log(logging.INFO if older else logging.DEBUG, "%s is now a link to %s", link, target)
+    _fsync_dir(serving)
+
+
+def _remove_old_releases(releases: Path, keep: set[Path | None]) -> None:
+    kept = {path.resolve() for path in keep if path is not None}
+    for path in releases.iterdir():
+        if path.resolve() not in kept:
+            _rmtree(path)
 
 
 def _remove_leftovers(serving: Path) -> None:
-    """Temporary files of interrupted publishes and Parquet folders no longer linked."""
-    link = serving / PARQUET_DIR
-    current = link.resolve() if link.is_symlink() else None
+    """Temporary files and links of killed publishes, and the older layout's files no longer linked."""
+    in_use = {
+        (serving / name).resolve()
+        for name in (DATABASE_NAME, PARQUET_DIR, CURRENT)
+        if (serving / name).is_symlink()
+    }
+    linked = (serving / DATABASE_NAME).is_symlink()
     for path in serving.iterdir():
         name = path.name
-        temporary = name.startswith(f".{DATABASE_NAME}.") and name.endswith(".tmp")
-        if temporary or name.startswith(f".{PARQUET_DIR}.link-"):
+        if name == RELEASES or path.resolve() in in_use:
+            continue
+        temporary = name.startswith(".") and (
+            ".link-" in name  # a temporary link of a killed switch
+            or name.startswith((f".{DATABASE_NAME}.", f".{DATABASE_NAME}-old-", f".{PARQUET_DIR}-"))
+            or name == ".publish.lock"  # the older layout's publish lock (the pipeline lock replaced it)
+        )
+        old_wal = linked and name == f"{DATABASE_NAME}.wal"  # the WAL of an older plain published file
+        if temporary or old_wal:
+            log.debug("removing %s (left by an earlier publish)", path)
+            _rmtree(path)
+
+
+def _rmtree(path: Path) -> None:
+    """Remove a file, link or folder publish left; what cannot be removed stays, with a warning naming it.
+
+    Never raises: a leftover takes space but does not change what readers see (`current` decides that).
+    """
+    failed: list[str] = []
+
+    def note(_func: object, name: str, exc_info: tuple[type[BaseException], BaseException, object]) -> None:
+        failed.append(f"{name} ({_os_error(exc_info[1])})")
+
+    try:
+        if path.is_symlink() or not path.is_dir():
             path.unlink(missing_ok=True)
-        elif name.startswith(f".{PARQUET_DIR}-") and path.is_dir() and path.resolve() != current:
-            shutil.rmtree(path, ignore_errors=True)
+        else:
+            shutil.rmtree(path, onerror=note)
+    except OSError as exc:
+        failed.append(f"{path} ({_os_error(exc)})")
+    if failed:
+        more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
+        log.warning(
+            "could not remove %s, left by an earlier publish: %s%s; remove it by hand (readers never see it)",
+            path,
+            failed[0],
+            more,
+        )
 
 
-@contextmanager
-def _lock(serving: Path) -> Iterator[None]:
-    """One publish at a time per home."""
-    with (serving / ".publish.lock").open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another publish into {serving} is running; try again when it is done") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _os_error(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or _first_line(exc)
 
 
 def _fsync(path: Path) -> None:
@@ -400,14 +529,6 @@ def _fsync_dir(path: Path) -> None:
 def _one(con: duckdb.DuckDBPyConnection, sql: str) -> object:
     row = con.execute(sql).fetchone()
     return row[0] if row else None
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _sql_text(value: object) -> str:
-    return str(value).replace("'", "''")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 import duckdb
 
 from chat_analytics import report_charts as charts
+from chat_analytics import sql
 from chat_analytics.paths import Home, UserError
 from chat_analytics.publish import BUILD_INFO, SCHEMA, database_path
 
@@ -71,8 +72,16 @@ def report(home: Home) -> Path:
     figures = load(source)
     target = report_path(home)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(render(figures), encoding="utf-8")
-    os.replace(tmp, target)
+    try:
+        tmp.write_text(render(figures), encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as exc:
+        if tmp.is_file():
+            tmp.unlink()
+        raise UserError(
+            f"cannot write the report {target}: {exc.strerror or exc}; {home.serving} must be a folder "
+            "this user can write"
+        ) from None
     log.info("report written to %s (run %s)", target, figures.info.get("run_id"))
     return target
 
@@ -84,9 +93,8 @@ def load(source: Path) -> Figures:
     con = duckdb.connect()
     try:
         con.execute("set enable_progress_bar = false")
-        con.execute(f"set TimeZone = '{LOCAL_TZ}'")
-        path = str(source).replace("'", "''")
-        con.execute(f"attach '{path}' as {_DB} (read_only)")
+        con.execute(f"set TimeZone = {sql.literal(LOCAL_TZ)}")
+        con.execute(f"attach {sql.literal(source)} as {sql.ident(_DB)} (read_only)")
         return _figures(con)
     except duckdb.CatalogException as exc:
         raise UserError(
@@ -96,8 +104,11 @@ def load(source: Path) -> Figures:
         con.close()
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
-    cursor = con.execute(sql.replace("@", f"{_DB}.{SCHEMA}."))
+def _rows(
+    con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None
+) -> list[dict[str, Any]]:
+    """Run `query` with `@name` meaning the published relation `name` (a constant of this module)."""
+    cursor = con.execute(query.replace("@", sql.qualified(_DB, SCHEMA) + "."), params or [])
     names = [d[0] for d in cursor.description or []]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -108,7 +119,7 @@ def _figures(con: duckdb.DuckDBPyConnection) -> Figures:
         "select *, strftime(published_at, '%a %-d %b %Y %H:%M') as published_local, "
         "strftime(last_ingested_at, '%a %-d %b %Y %H:%M') as last_ingested_local, "
         "date_diff('minute', last_ingested_at, published_at) / 60.0 as ingest_age_hours "
-        f"from @{BUILD_INFO}",
+        f"from @{sql.ident(BUILD_INFO)}",
     )
     figures = Figures(info=info[0] if info else {})
     totals = _rows(
@@ -140,8 +151,9 @@ def _figures(con: duckdb.DuckDBPyConnection) -> Figures:
         for level in ("leaf", "root"):
             figures.rankings[(key, level)] = _rows(
                 con,
-                f"select * from @{view} where category_level = '{level}' and {rank} <= {TOP_N} "
-                f"order by {rank}",
+                f"select * from @{sql.ident(view)} where category_level = ? and {sql.ident(rank)} <= ? "
+                f"order by {sql.ident(rank)}",
+                [level, TOP_N],
             )
     return figures
 

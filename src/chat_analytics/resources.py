@@ -15,7 +15,8 @@ from pathlib import Path
 
 import duckdb
 
-from chat_analytics.paths import Home
+from chat_analytics import sql
+from chat_analytics.paths import Home, UserError
 
 MEMORY_LIMIT_ENV = "CHAT_ANALYTICS_MEMORY_LIMIT"
 SPILL_DIR_ENV = "CHAT_ANALYTICS_SPILL_DIR"
@@ -49,5 +50,12 @@ def apply(con: duckdb.DuckDBPyConnection, home: Home) -> None:
     """Cap the connection's memory and point its spill folder under the home."""
     folder = spill_dir(home)
     folder.mkdir(parents=True, exist_ok=True)
-    con.execute(f"set memory_limit = '{memory_limit()}'")
-    con.execute(f"set temp_directory = '{str(folder).replace(chr(39), chr(39) * 2)}'")
+    limit = memory_limit()
+    try:
+        con.execute(f"set memory_limit = {sql.literal(limit)}")
+    except (duckdb.Error, ValueError) as exc:
+        raise UserError(
+            f"{MEMORY_LIMIT_ENV}={limit!r} is not a memory size DuckDB accepts ({str(exc).splitlines()[0]}): "
+            "use a size such as 4GB or 800MB"
+        ) from None
+    con.execute(f"set temp_directory = {sql.literal(folder)}")

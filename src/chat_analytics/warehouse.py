@@ -4,27 +4,35 @@ from __future__ import annotations
 
 import duckdb
 
-from chat_analytics import resources
+from chat_analytics import resources, sql
 from chat_analytics.paths import Home, UserError
 
 SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {
     "chats": ("id", "chat_category_id", "created_at", "is_customer_initiated", "resolved_at"),
     "categories": ("id", "parent_id", "disabled"),
 }
+# Manifest statuses. Only `loaded` batches count (the raw.<entity> views show only theirs); a batch
+# leaves `loaded` for good when its file is re-delivered with new content (`replaced`) or withdrawn by
+# `chat-analytics retract` (`retracted`); raw.file_actions says when, by whom and why; the rows stay.
+LOADED, FAILED, REPLACED, RETRACTED = "loaded", "failed", "replaced", "retracted"
 # Stored per row: only the batch. The file-level lineage (file name, SHA-256, extract date,
 # ingested-at) and the batch's first row id live once per batch in raw.ingested_files and are joined in
 # by the raw.<entity> views.
 LINEAGE_DDL = "_batch_id bigint not null"
 RESERVED_PREFIX = "_"
+# Columns of a file beyond the contract's, per row: column name -> text (null when the file has none).
+# One column whatever the header holds, so an unexpected header never widens the table.
+EXTRA_COLUMN = "_extra"
+EXTRA_DDL = f"{EXTRA_COLUMN} map(varchar, varchar)"
 
 DDL = f"""
 create schema if not exists raw;
 create sequence if not exists raw.batch_id_seq start 1;
 create table if not exists raw.chats_data (
-    {", ".join(f"{c} varchar" for c in SOURCE_COLUMNS["chats"])}, {LINEAGE_DDL}
+    {", ".join(f"{c} varchar" for c in SOURCE_COLUMNS["chats"])}, {LINEAGE_DDL}, {EXTRA_DDL}
 );
 create table if not exists raw.categories_data (
-    {", ".join(f"{c} varchar" for c in SOURCE_COLUMNS["categories"])}, {LINEAGE_DDL}
+    {", ".join(f"{c} varchar" for c in SOURCE_COLUMNS["categories"])}, {LINEAGE_DDL}, {EXTRA_DDL}
 );
 create table if not exists raw.line_gaps (
     _batch_id bigint not null,
@@ -61,6 +69,16 @@ create table if not exists raw.ingested_files (
     started_at timestamptz not null,
     finished_at timestamptz not null
 );
+create table if not exists raw.file_actions (
+    batch_id bigint not null,
+    entity varchar,
+    file_name varchar not null,
+    action varchar not null,
+    replaced_by bigint,
+    acted_at timestamptz not null,
+    acted_by varchar,
+    reason varchar
+);
 """
 
 
@@ -74,7 +92,7 @@ def view_sql(entity: str) -> str:
     with the (small) manifest.
     """
     return f"""
-create or replace view raw.{entity} as
+create or replace view {sql.qualified("raw", entity)} as
 with gaps as (
     select
         _batch_id,
@@ -96,7 +114,7 @@ batches as (
         g.gap_before as _gap_before
     from raw.ingested_files as f
     left join gaps as g on f.batch_id = g._batch_id
-    where f.status = 'loaded' and f.entity = '{entity}'
+    where f.status = 'loaded' and f.entity = {sql.literal(entity)}
 )
 
 select
@@ -108,7 +126,7 @@ select
             b._gap_before[len(list_filter(b._gap_from, lambda x: x <= d.rowid - b._first_rowid))], 0
         )
     end as _line_number
-from raw.{entity}_data as d
+from {sql.qualified("raw", f"{entity}_data")} as d
 inner join batches as b on d._batch_id = b._batch_id
 """
 
@@ -125,18 +143,21 @@ def connect(home: Home) -> duckdb.DuckDBPyConnection:
                 "(analysts should read serving/, never the working file)"
             ) from None
         raise UserError(f"cannot open the warehouse {home.warehouse}: {exc}") from None
+    try:
+        _prepare(con, home)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _prepare(con: duckdb.DuckDBPyConnection, home: Home) -> None:
     con.execute("set enable_progress_bar = false")
     resources.apply(con, home)
     con.execute(DDL)
     for entity in SOURCE_COLUMNS:
+        # Warehouses created before `_extra` existed (their unexpected columns are varchar columns).
+        con.execute(
+            f"alter table {sql.qualified('raw', f'{entity}_data')} add column if not exists {EXTRA_DDL}"
+        )
         con.execute(view_sql(entity))
-    return con
-
-
-def table_columns(con: duckdb.DuckDBPyConnection, entity: str) -> list[str]:
-    rows = con.execute(
-        "select column_name from information_schema.columns "
-        "where table_schema = 'raw' and table_name = ? order by ordinal_position",
-        [f"{entity}_data"],
-    ).fetchall()
-    return [r[0] for r in rows]

@@ -1,18 +1,27 @@
 {#-
-    The category tree of the current snapshot, resolved by walking UP from every category to its root
-    (recursive SQL, any depth). The walk of one category stops at a root (empty parent), at a parent that
-    is not in the snapshot, when the next parent is already on the walk (a cycle), or after
-    var('category_max_depth') steps; so it always terminates.
+    The category tree of the current snapshot, resolved at any depth by pointer doubling (recursive SQL):
+    in round k every category holds the segment of its first 2^k ancestors-or-self (its top, length, flags
+    and the nearest ids) and the category just above that segment; a round joins each segment to the
+    segment of the category above it, so it doubles. A segment that ends at a top (a root, or a category
+    whose parent is not in the snapshot) is complete and carried unchanged. The walk stops when every
+    segment is complete or after the round that covers as many steps as there are categories: a category
+    still incomplete then has a parent chain longer than the snapshot, so it repeats: it is on a parent
+    loop or below one. About log2(depth) rounds over every category: cost grows with categories x
+    log2(depth), never with the square of the depth or of a loop's length.
 
-    tree_status: `ok` (reaches a root), `missing_parent` (the topmost category reached names a parent that
-    does not exist: that topmost category acts as the root), `cycle` (the ancestor_chain loops: no root, depth or
-    path), `too_deep` (deeper than the limit: no root, depth or path).
+    tree_status: `ok` (reaches a root), `missing_parent` (reaches a top whose parent does not exist: that
+    top acts as the root), `cycle` (on a parent loop or below one; no root, depth or path).
 
-    Disabled flags: an empty `disabled` inherits the nearest ancestor's value, a ancestor_chain with none is
+    path: the ids from the root down to the category joined with `/`; deeper than path_max_ids ids it is
+    the root, `…`, then the last path_max_ids ids (`depth` stays exact), so its size stays bounded.
+
+    Disabled flags: an empty `disabled` inherits the nearest ancestor's value, a chain with none is
     enabled (`is_disabled_inherited`). var('disabled_scope') = `subtree` (default): a category is
     effectively disabled when it or any ancestor is disabled (an explicit `false` below a disabled
-    ancestor does not re-enable it); `self`: only the category's own, inherited value counts.
+    ancestor does not re-enable it); `self`: only the category's own, inherited value counts. For a
+    category in a cycle "its ancestors" are every category on its parent chain up to and around the loop.
 -#}
+{%- set path_max_ids = 64 -%}
 
 with recursive
 
@@ -26,65 +35,82 @@ categories as (
 
 ),
 
-ancestry as (
+category_count as (
+
+    select count(*) as categories
+    from categories
+
+),
+
+{# One row per category and round; `above_id` is NULL once the segment ends at a top. #}
+segments as (
 
     select
+        0 as hop,
+        1::bigint as reach,
         categories.category_id,
-        categories.category_id as ancestor_id,
-        categories.parent_id as next_ancestor_id,
-        categories.disabled_raw as ancestor_disabled_raw,
-        0 as walk_step,
-        [categories.category_id] as ancestor_chain
+        categories.category_id as top_id,
+        case when categories.parent_id is null then 'ok' else 'missing_parent' end as top_status,
+        parents.category_id as above_id,
+        1 as span,
+        categories.disabled_raw as first_disabled_raw,
+        coalesce(categories.disabled_raw, false) as has_disabled_in_chain,
+        [categories.category_id] as path_ids
     from categories
+    left join categories as parents
+        on categories.parent_id = parents.category_id
 
     union all
 
     select
-        ancestry.category_id,
-        parents.category_id as ancestor_id,
-        parents.parent_id as next_ancestor_id,
-        parents.disabled_raw as ancestor_disabled_raw,
-        ancestry.walk_step + 1 as walk_step,
-        list_append(ancestry.ancestor_chain, parents.category_id) as ancestor_chain
-    from ancestry
-    inner join categories as parents
-        on ancestry.next_ancestor_id = parents.category_id
+        segments.hop + 1 as hop,
+        segments.reach * 2 as reach,
+        segments.category_id,
+        coalesce(above.top_id, segments.top_id) as top_id,
+        coalesce(above.top_status, segments.top_status) as top_status,
+        above.above_id,
+        segments.span + coalesce(above.span, 0) as span,
+        coalesce(segments.first_disabled_raw, above.first_disabled_raw) as first_disabled_raw,
+        segments.has_disabled_in_chain or coalesce(above.has_disabled_in_chain, false) as has_disabled_in_chain,
+        list_concat(above.path_ids, segments.path_ids)[-{{ path_max_ids }}:] as path_ids
+    from segments
+    cross join category_count
+    left join segments as above
+        on segments.above_id = above.category_id
     where
-        not list_contains(ancestry.ancestor_chain, parents.category_id)
-        and ancestry.walk_step < {{ var('category_max_depth') }}
+        segments.reach < category_count.categories
+        and exists (
+            select pending.category_id
+            from segments as pending
+            where pending.above_id is not null
+        )
 
 ),
 
-walks as (
+last_hop as (
 
-    select
-        category_id,
-        max(walk_step) as top_step,
-        arg_max(ancestor_id, walk_step) as top_ancestor_id,
-        arg_max_null(next_ancestor_id, walk_step) as top_next_ancestor_id,
-        arg_max(ancestor_chain, walk_step) as ancestor_chain,
-        coalesce(bool_or(ancestor_disabled_raw), false) as has_disabled_in_chain,
-        coalesce(
-            arg_min(ancestor_disabled_raw, walk_step) filter (where ancestor_disabled_raw is not null), false
-        ) as is_disabled_inherited
-    from ancestry
-    group by category_id
+    select max(hop) as hop
+    from segments
 
 ),
 
-statuses as (
+resolved as (
 
     select
-        walks.*,
+        segments.category_id,
+        case when segments.above_id is null then segments.top_status else 'cycle' end as tree_status,
+        case when segments.above_id is null then segments.top_id end as root_category_id,
+        case when segments.above_id is null then segments.span - 1 end as depth,
         case
-            when walks.top_next_ancestor_id is null then 'ok'
-            when list_contains(walks.ancestor_chain, walks.top_next_ancestor_id) then 'cycle'
-            when top_parents.category_id is null then 'missing_parent'
-            else 'too_deep'
-        end as tree_status
-    from walks
-    left join categories as top_parents
-        on walks.top_next_ancestor_id = top_parents.category_id
+            when segments.above_id is not null then null
+            when segments.span <= {{ path_max_ids }} then array_to_string(segments.path_ids, '/')
+            else segments.top_id || '/…/' || array_to_string(segments.path_ids, '/')
+        end as path,
+        coalesce(segments.first_disabled_raw, false) as is_disabled_inherited,
+        segments.has_disabled_in_chain
+    from segments
+    inner join last_hop
+        on segments.hop = last_hop.hop
 
 ),
 
@@ -94,23 +120,19 @@ final as (
         categories.category_id,
         categories.parent_id,
         categories.disabled_raw,
-        statuses.tree_status,
-        case when statuses.tree_status in ('ok', 'missing_parent') then statuses.top_ancestor_id end
-            as root_category_id,
-        case when statuses.tree_status in ('ok', 'missing_parent') then statuses.top_step end as depth,
-        case
-            when statuses.tree_status in ('ok', 'missing_parent')
-                then array_to_string(list_reverse(statuses.ancestor_chain), '/')
-        end as path,
-        statuses.is_disabled_inherited,
+        resolved.tree_status,
+        resolved.root_category_id,
+        resolved.depth,
+        resolved.path,
+        resolved.is_disabled_inherited,
         {% if var('disabled_scope') == 'self' -%}
-            statuses.is_disabled_inherited
+            resolved.is_disabled_inherited
         {%- else -%}
-            statuses.has_disabled_in_chain
+            resolved.has_disabled_in_chain
         {%- endif %} as is_disabled_effective
     from categories
-    inner join statuses
-        on categories.category_id = statuses.category_id
+    inner join resolved
+        on categories.category_id = resolved.category_id
 
 )
 

@@ -4,8 +4,14 @@
         incremental_strategy='delete+insert',
         unique_key='resolution_key',
         on_schema_change='fail',
+        post_hook=[
+            "delete from {{ this }} where _batch_id not in ("
+            ~ "select batch_id from {{ source('raw', 'ingested_files') }} where status = 'loaded')"
+        ],
     )
 }}
+
+-- depends_on: {{ source('raw', 'ingested_files') }}
 
 {#-
     Every staged chats row with its disposition, applying docs/data-contract.md in order:
@@ -21,6 +27,11 @@
     of each key that appears in a new batch, and replaces those keys (delete+insert). A new batch carrying
     a newer version, an exact or a conflicting copy of an old chat re-resolves that chat's whole history,
     so the result equals a full refresh.
+
+    A batch stops being loaded when its file is re-delivered (`replaced`) or withdrawn (`retracted`,
+    `chat-analytics retract`); its rows leave raw.chats but are still here. Every key with a row of such
+    a batch is touched too: re-resolved from its remaining rows. A key left with no rows at all produces
+    nothing to insert, so the post-hook deletes every row whose batch is no longer loaded.
 
     Performance (README, performance section):
       * staging is a view, parsed once per run and only for what is new: on an incremental run the
@@ -60,10 +71,30 @@ new_rows as (
 
 {% if is_incremental() %}
 
-    touched_keys as (
+    loaded_batches as (
+
+        select batch_id
+        from {{ source('raw', 'ingested_files') }}
+        where status = 'loaded'
+
+    ),
+
+    {# Keys with a row of a batch that is no longer loaded (its file was replaced or retracted). #}
+    withdrawn_keys as (
 
         select distinct resolution_key
+        from {{ this }}
+        where _batch_id not in (select loaded_batches.batch_id from loaded_batches)
+
+    ),
+
+    touched_keys as (
+
+        select resolution_key
         from new_rows
+        union
+        select resolution_key
+        from withdrawn_keys
 
     ),
 
@@ -75,7 +106,9 @@ new_rows as (
             resolution_key,
             {{ staged_columns | join(',\n            ') }}
         from {{ this }}
-        where resolution_key in (select touched_keys.resolution_key from touched_keys)
+        where
+            resolution_key in (select touched_keys.resolution_key from touched_keys)
+            and _batch_id in (select loaded_batches.batch_id from loaded_batches)
 
     ),
 
