@@ -183,6 +183,7 @@ def ingest(home_dir: str) -> dict[str, int]:
 
     from chat_analytics.ingest import ingest as ingest_landing
     from chat_analytics.paths import UserError
+    from chat_analytics.warehouse import read_raw_state
 
     home, run_id = Home(Path(home_dir)), get_current_context()["run_id"]
     try:
@@ -190,7 +191,7 @@ def ingest(home_dir: str) -> dict[str, int]:
             report = ingest_landing(home)
             if report.ok and home.warehouse.is_file():
                 # before any dbt task: until `publish` finishes this build, nothing publishes it
-                start_build(home, build_id=run_id)
+                start_build(home, build_id=run_id, raw_state=read_raw_state(home.warehouse))
     except UserError as exc:  # missing folders, warehouse in use: may clear up, so retries apply
         raise RuntimeError(str(exc)) from None
     if not report.ok:

@@ -387,6 +387,33 @@ def test_a_killed_build_is_not_published(home: Home) -> None:
     assert _state(home)["run_id"] == "after-rebuild"
 
 
+def test_raw_changes_after_the_build_started_are_not_published_as_its_marts(home: Home) -> None:
+    """Files loaded or retracted after a build started (a CLI `ingest`/`retract` between `build` and
+    `publish`, or between two dbt tasks of an Airflow run) make publish refuse until a new build."""
+    assert BuildRecord.load(home).ok, "starts from a green build"
+    before = _all_files(home.serving)
+    chats = sorted(home.landing_chats.iterdir())
+    extra = home.landing_chats / "chats_2001-01-01.csv"
+    header = chats[0].read_text(encoding="utf-8").splitlines()[0]
+    extra.write_text(f"{header}\nlate-1,,2001-01-01 10:00:00,true,\n", encoding="utf-8")
+    assert _cli(home, "ingest").returncode == 0
+
+    done = _cli(home, "publish")
+    assert done.returncode == 1
+    [line] = _log_lines(done.stderr)
+    assert "raw data changed since build" in line and "build again" in line
+    assert _all_files(home.serving) == before, "publish after a raw change changed serving/"
+
+    assert _cli(home, "build").returncode == 0
+    assert _cli(home, "retract", extra.name).returncode == 0
+    assert _cli(home, "publish").returncode == 1, "a retraction after the build must block publish too"
+    assert _all_files(home.serving) == before
+
+    assert _cli(home, "build").returncode == 0
+    assert _cli(home, "publish", "--run-id", "after-rebuild").returncode == 0
+    assert _state(home)["run_id"] == "after-rebuild"
+
+
 def test_build_record_format_and_the_airflow_path(home: Home, tmp_path: Path) -> None:
     # a record written before builds marked their start reads as a finished build
     data = json.loads(record_path(home).read_text())

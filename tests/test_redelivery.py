@@ -351,6 +351,31 @@ def test_redelivery_equal_to_an_earlier_extract_still_replaces(tmp_path: Path) -
     assert ingest(home).count("loaded") == 0
 
 
+def test_bytes_of_an_older_version_put_back_after_a_retraction_are_a_redelivery(tmp_path: Path) -> None:
+    """A retracted version blocks its bytes only while it is the newest version of its name: retract A,
+    deliver B (replaces), put A back (even with A's size and modification time): A loads and replaces B."""
+    home = new_home(tmp_path)
+    name = "chats_2000-01-20.csv"
+    original = land(home, name, day_chats("a", date(2000, 1, 20), 4, [""]))
+    kept = tmp_path / "original.csv"
+    shutil.copy2(original, kept)
+    assert ingest(home).ok
+    assert cli_main(["retract", "--home", str(home.root), name, "--reason", "test"]) == 0
+    land(home, name, day_chats("b", date(2000, 1, 20), 3, [""]))
+    assert outcome(ingest(home), name).version == 2
+    shutil.copy2(kept, home.landing_chats / name)  # same bytes, size and mtime as version 1
+    report = ingest(home)
+    put_back = outcome(report, name)
+    assert report.ok and put_back.status == "loaded", put_back.reason
+    assert manifest(home) == [(name, 1, "retracted"), (name, 2, "replaced"), (name, 3, "loaded")]
+    assert q(home, "select count(*) from raw.chats where id like 'a%'") == [(4,)]
+    assert q(home, "select count(*) from raw.chats where id like 'b%'") == [(0,)]
+    # Retracting the newest version blocks its bytes again, until other content arrives.
+    assert cli_main(["retract", "--home", str(home.root), name]) == 0
+    again = outcome(ingest(home), name)
+    assert again.status == "skipped" and "retracted on" in again.reason
+
+
 CHAIN_DEPTH = 10_000
 LOOP_LENGTH = 1_000
 

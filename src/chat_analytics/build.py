@@ -29,6 +29,7 @@ from chat_analytics import resources
 from chat_analytics.build_record import start_build
 from chat_analytics.faults import fault_point
 from chat_analytics.paths import DBT_PROJECT_DIR, Home, UserError
+from chat_analytics.warehouse import read_raw_state
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,11 @@ def build(home: Home, *, full_refresh: bool = False) -> int:
     log.info("dbt build%s on %s", " --full-refresh" if full_refresh else "", warehouse)
     # Before dbt touches any model: until this build finishes, publish refuses (a killed build
     # leaves `running` behind, never the previous build's green outcome).
-    record = start_build(home, build_id=f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}")
+    record = start_build(
+        home,
+        build_id=f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}",
+        raw_state=read_raw_state(warehouse),
+    )
     fault_point("build:after-start")
     started = time.monotonic()
     outcome = _invoke(_dbt_args(command))

@@ -90,6 +90,7 @@ class BuildRecord:
     build_id: str = ""  # cli-<time>-<pid>, or the Airflow run id
     started_at: str | None = None
     finished_at: str | None = None
+    raw_state: str | None = None  # warehouse.raw_state when the build started (None: not known)
 
     # ---- reading ------------------------------------------------------------------------------------
 
@@ -227,7 +228,7 @@ class BuildRecord:
 
 
 _TEXT_FIELDS = ("updated_at", "dbt_version", "invocation_id", "build_id")
-_OPTIONAL_TEXT_FIELDS = ("error", "started_at", "finished_at")
+_OPTIONAL_TEXT_FIELDS = ("error", "started_at", "finished_at", "raw_state")
 _TIME_FIELDS = ("updated_at", "started_at", "finished_at")
 _RESULT_FIELDS = ("nodes", "freshness")
 
@@ -273,9 +274,13 @@ def _read_json(path: Path) -> Mapping[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def start_build(home: Home, build_id: str) -> BuildRecord:
-    """Mark a new build started (nothing finished yet); call it before dbt touches any model."""
-    record = BuildRecord(build_id=build_id, started_at=_now(), status=RUNNING)
+def start_build(home: Home, build_id: str, raw_state: str | None = None) -> BuildRecord:
+    """Mark a new build started (nothing finished yet); call it before dbt touches any model.
+
+    `raw_state` (chat_analytics.warehouse.raw_state) is what raw held when the build started: `publish`
+    refuses when raw changed since, so marts are never published as newer than the raw data they show.
+    """
+    record = BuildRecord(build_id=build_id, started_at=_now(), status=RUNNING, raw_state=raw_state)
     record.save(home)
     log.debug("build %s marked started in %s", build_id, record_path(home))
     return record

@@ -114,7 +114,7 @@ def _cmd_retract(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from chat_analytics.build import build
     from chat_analytics.ingest import ingest
-    from chat_analytics.publish import publish
+    from chat_analytics.publish import PublishRefused, publish
     from chat_analytics.report import report
 
     home = Home.resolve(args.home)
@@ -124,7 +124,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if build(home, full_refresh=args.full_refresh) != 0:
         log.error("build failed: not publishing; %s stays as it was", home.serving)
         return 1
-    publish(home)
+    try:
+        publish(home)
+    except PublishRefused as exc:  # like `publish`: a build that is not publishable is exit 1
+        log.error("%s", exc)
+        return 1
     report(home)
     return 0
 

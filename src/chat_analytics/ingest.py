@@ -195,23 +195,30 @@ def _now() -> datetime:
 
 
 def _loaded_files(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, int, int], str]:
-    """(entity, file name, size, mtime) -> why to skip it, for every loaded or retracted file: one query
-    for the whole landing folder. A retracted file left in landing unchanged is not loaded again."""
+    """(entity, file name, size, mtime) -> why to skip it, for the newest version of every file name when
+    that version is loaded or retracted: one query for the whole landing folder. A retracted file left in
+    landing unchanged is not loaded again; an older version's bytes put back are a re-delivery."""
     known: dict[tuple[str, str, int, int], str] = {}
     for entity, name, size, mtime, status, acted_at, acted_by in con.execute(
         """
+        with newest as (
+            select max(batch_id) as batch_id
+            from raw.ingested_files
+            where status <> 'failed'
+            group by entity, file_name
+        )
+
         select f.entity, f.file_name, f.file_bytes, f.file_mtime_ns, f.status, a.acted_at, a.acted_by
         from raw.ingested_files as f
+        inner join newest on f.batch_id = newest.batch_id
         left join raw.file_actions as a on f.batch_id = a.batch_id and a.action = 'retracted'
         where f.status in ('loaded', 'retracted')
-        order by f.batch_id
         """
     ).fetchall():
         key = (entity, name, size, mtime)
-        if status == LOADED:
-            known[key] = "already loaded (unchanged since)"
-        elif key not in known:
-            known[key] = _retracted_reason(acted_at, acted_by)
+        known[key] = (
+            "already loaded (unchanged since)" if status == LOADED else _retracted_reason(acted_at, acted_by)
+        )
     return known
 
 
@@ -591,13 +598,14 @@ def _known_content(con: duckdb.DuckDBPyConnection, entity: str, sha256: str) -> 
     return [_KnownContent(*row) for row in rows]
 
 
-def _has_loaded_version(con: duckdb.DuckDBPyConnection, entity: str, file_name: str) -> bool:
-    """Whether a version of this file name is loaded (in force) now."""
+def _newest_version(con: duckdb.DuckDBPyConnection, entity: str, file_name: str) -> tuple[str, str] | None:
+    """(status, sha256) of the newest version of this file name that did not fail, if any."""
     row = con.execute(
-        "select count(*) from raw.ingested_files where entity = ? and file_name = ? and status = 'loaded'",
+        "select status, sha256 from raw.ingested_files "
+        "where entity = ? and file_name = ? and status <> 'failed' order by batch_id desc limit 1",
         [entity, file_name],
     ).fetchone()
-    return bool(row and row[0])
+    return (str(row[0]), str(row[1])) if row else None
 
 
 def _groups(candidates: list[_Candidate]) -> list[list[_Candidate]]:
@@ -703,7 +711,7 @@ def _check_scans(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> Non
         assert c.scan is not None
         sha = c.scan.sha256
         known = _known_content(con, c.entity, sha) + seen.get(sha, [])
-        reason = _same_content_skip(c, known, replaces=_has_loaded_version(con, c.entity, c.path.name))
+        reason = _same_content_skip(c, known, newest=_newest_version(con, c.entity, c.path.name))
         if reason:
             c.outcome.status, c.outcome.reason = "skipped", f"{reason} (sha256 {sha[:12]})"
             skipped.append(c)
@@ -724,7 +732,9 @@ def _check_scans(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> Non
         )  # fmt: skip
 
 
-def _same_content_skip(c: _Candidate, known: list[_KnownContent], *, replaces: bool) -> str | None:
+def _same_content_skip(
+    c: _Candidate, known: list[_KnownContent], *, newest: tuple[str, str] | None
+) -> str | None:
     """Why a candidate whose bytes are already known must not load (None: it loads).
 
     The same name with the same content is the file already loaded, or a retracted file left in landing.
@@ -732,16 +742,21 @@ def _same_content_skip(c: _Candidate, known: list[_KnownContent], *, replaces: b
     chats extract whose every row is an exact duplicate of a row of an earlier (or same-dated) loaded
     extract (each collapses to that earlier version, docs/data-contract.md rule 1). A same-content chats
     extract dated EARLIER would take over as the first version of those rows, and a categories snapshot
-    is in force by its date, so both load as their own batch. `replaces`: a version of this name with
-    other bytes is loaded now; the candidate is its re-delivery and must load to replace it, whatever
-    other file shares its bytes (skipping it would leave the earlier version in force).
+    is in force by its date, so both load as their own batch. `newest`: (status, sha256) of the newest
+    version of this name. When it is loaded with other bytes, the candidate is its re-delivery and must
+    load to replace it, whatever other file shares its bytes (skipping it would leave the earlier version
+    in force). A retracted version blocks its bytes only while it is the newest version of the name:
+    bytes of an older version put back after a retraction or a replacement are a re-delivery.
     """
+    assert c.scan is not None
     loaded = [k for k in known if k.status == LOADED]
     if any(k.file_name == c.path.name for k in loaded):
         return "already loaded"
-    retracted = [k for k in known if k.status == RETRACTED and k.file_name == c.path.name]
-    if retracted:
-        return _retracted_reason(retracted[-1].acted_at, retracted[-1].acted_by)
+    if newest == (RETRACTED, c.scan.sha256):
+        retracted = [k for k in known if k.status == RETRACTED and k.file_name == c.path.name]
+        last = retracted[-1] if retracted else None
+        return _retracted_reason(last.acted_at if last else None, last.acted_by if last else None)
+    replaces = newest is not None and newest[0] == LOADED
     if c.entity == "chats" and not replaces:
         earlier = [k for k in loaded if k.extract_date <= c.extract_date]
         if earlier:

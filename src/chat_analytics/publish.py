@@ -57,6 +57,7 @@ from chat_analytics.faults import fault_point
 from chat_analytics.paths import PROJECT_ROOT, Home, UserError
 from chat_analytics.pipeline_lock import pipeline_lock
 from chat_analytics.sql import ident, literal
+from chat_analytics.warehouse import raw_state
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +265,7 @@ def _write(
             raise UserError(
                 f"cannot read the warehouse {home.warehouse} (a build running?): {_first_line(exc)}"
             ) from None
+        _require_same_raw(con, record, home)
         con.execute(f"attach {literal(new_db)} as {_TARGET} (storage_version {literal(STORAGE_VERSION)})")
         marts = _marts(con)
         if not marts:
@@ -290,6 +292,21 @@ def _write(
     finally:
         con.close()
     return row_counts
+
+
+def _require_same_raw(con: duckdb.DuckDBPyConnection, record: BuildRecord, home: Home) -> None:
+    """Refuse when files were loaded or withdrawn after the build started: its marts do not show them
+    (for example a `chat-analytics ingest` or `retract` between `build` and `publish`, or between two dbt
+    tasks of an Airflow run)."""
+    if record.raw_state is None:  # a record written before builds stamped the raw state
+        return
+    now = raw_state(con, _SOURCE)
+    if now != record.raw_state:
+        raise PublishRefused(
+            f"not publishing: raw data changed since build {record.build_id or 'unknown'} started "
+            f"({record.raw_state} then, {now} now: files loaded or retracted in between); build again "
+            f"(`chat-analytics build`, or run the DAG again); {database_path(home)} stays as it was"
+        )
 
 
 def _marts(con: duckdb.DuckDBPyConnection) -> dict[str, str | None]:

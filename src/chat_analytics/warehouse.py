@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 
 from chat_analytics import resources, sql
@@ -161,3 +163,41 @@ def _prepare(con: duckdb.DuckDBPyConnection, home: Home) -> None:
             f"alter table {sql.qualified('raw', f'{entity}_data')} add column if not exists {EXTRA_DDL}"
         )
         con.execute(view_sql(entity))
+
+
+def raw_state(con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> str | None:
+    """What the raw layer holds, as a short stamp: the newest batch that did not fail and the number of
+    file actions (retractions). A build records it when it starts; `publish` refuses when it changed
+    since (files loaded or withdrawn after the build started: its marts do not show them). None when
+    the warehouse has no manifest yet."""
+    database = catalog or con.execute("select current_database()").fetchone()[0]  # type: ignore[index]
+    tables = {
+        name
+        for (name,) in con.execute(
+            "select table_name from duckdb_tables() where database_name = ? and schema_name = 'raw'",
+            [database],
+        ).fetchall()
+    }
+    if "ingested_files" not in tables:
+        return None
+    prefix = f"{sql.ident(database)}.raw"
+    batch = con.execute(
+        f"select coalesce(max(batch_id), 0) from {prefix}.ingested_files where status <> 'failed'"
+    ).fetchone()[0]  # type: ignore[index]
+    actions = (
+        con.execute(f"select count(*) from {prefix}.file_actions").fetchone()[0]  # type: ignore[index]
+        if "file_actions" in tables
+        else 0
+    )
+    return f"batch {batch}, {actions} file action(s)"
+
+
+def read_raw_state(path: Path) -> str | None:
+    """`raw_state` of a warehouse file, opened read-only for the moment (None when there is no file)."""
+    if not path.is_file():
+        return None
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            return raw_state(con)
+    except duckdb.Error as exc:
+        raise UserError(f"cannot read the warehouse {path} (in use by another process?): {exc}") from None
