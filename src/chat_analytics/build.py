@@ -29,7 +29,7 @@ from chat_analytics import resources
 from chat_analytics.build_record import start_build
 from chat_analytics.faults import fault_point
 from chat_analytics.paths import DBT_PROJECT_DIR, Home, UserError
-from chat_analytics.warehouse import read_raw_state
+from chat_analytics.warehouse import raw_state
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,9 @@ def _kind(node: Any) -> str:
     }.get(resource_type, resource_type or "node")
 
 
-def _require_raw_tables(warehouse: Path) -> None:
-    """A clear message instead of a dbt stack of 'table not found' errors."""
+def _require_raw_tables(warehouse: Path) -> str | None:
+    """A clear message instead of a dbt stack of 'table not found' errors; returns the raw state
+    (warehouse.raw_state) the build starts from, read on the same connection."""
     import duckdb
 
     try:
@@ -97,6 +98,7 @@ def _require_raw_tables(warehouse: Path) -> None:
             f"cannot open the warehouse {warehouse} (in use by another process?): {exc}"
         ) from None
     with con:
+        state = raw_state(con)
         present = {
             name
             for (name,) in con.execute(
@@ -108,6 +110,7 @@ def _require_raw_tables(warehouse: Path) -> None:
         raise UserError(
             f"warehouse {warehouse} has no {', '.join(missing)}: run `chat-analytics ingest` first"
         )
+    return state
 
 
 def _dbt_args(command: Sequence[str]) -> list[str]:
@@ -149,7 +152,7 @@ def build(home: Home, *, full_refresh: bool = False) -> int:
     warehouse = home.warehouse
     if not warehouse.is_file():
         raise UserError(f"no warehouse at {warehouse}: run `chat-analytics ingest` first")
-    _require_raw_tables(warehouse)
+    state = _require_raw_tables(warehouse)
     os.environ[WAREHOUSE_ENV] = str(warehouse)
     os.environ.update(resources.dbt_env(home))
     resources.spill_dir(home).mkdir(parents=True, exist_ok=True)
@@ -161,7 +164,7 @@ def build(home: Home, *, full_refresh: bool = False) -> int:
     record = start_build(
         home,
         build_id=f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}",
-        raw_state=read_raw_state(warehouse),
+        raw_state=state,
     )
     fault_point("build:after-start")
     started = time.monotonic()

@@ -7,7 +7,7 @@ variable names that point:
 * `CHAT_ANALYTICS_FAULT=<point>`: the process kills itself (SIGKILL) right there;
 * `CHAT_ANALYTICS_FAULT=<point>:<milliseconds>`: a timer thread kills it that many milliseconds after
   the point was passed, i.e. in the middle of whatever follows (`during-commit:<file>:25` lands inside
-  the ingest commit, or just after it).
+  the ingest commit, or just after it); a process that ends sooner waits at exit for that kill.
 
 SIGKILL, not an exception: no `finally`, no `atexit`, no flush runs, exactly like `kill -9` or a power
 cut.
@@ -15,6 +15,7 @@ cut.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -45,3 +46,5 @@ def fault_point(point: str) -> None:
     timer = threading.Timer(seconds, os.kill, [os.getpid(), signal.SIGKILL])
     timer.daemon = True
     timer.start()
+    # Should the process finish its work first, it waits at exit for the kill: the fault always fires.
+    atexit.register(timer.join)

@@ -995,7 +995,8 @@ def _shown(name: str) -> str:
 def _log_summary(report: IngestReport) -> None:
     loaded = [o for o in report.outcomes if o.status == "loaded"]
     log.info(
-        "ingest summary: %d loaded (%s rows, %s rejected), %d skipped as already loaded, %d failed%s",
+        "ingest summary: %d loaded (%s rows, %s rejected), %d skipped (already loaded, retracted or same "
+        "content), %d failed%s",
         len(loaded),
         f"{sum(o.rows_loaded for o in loaded):,}",
         f"{sum(o.rows_rejected for o in loaded):,}",

@@ -167,9 +167,9 @@ def _prepare(con: duckdb.DuckDBPyConnection, home: Home) -> None:
 
 def raw_state(con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> str | None:
     """What the raw layer holds, as a short stamp: the newest batch that did not fail and the number of
-    file actions (retractions). A build records it when it starts; `publish` refuses when it changed
-    since (files loaded or withdrawn after the build started: its marts do not show them). None when
-    the warehouse has no manifest yet."""
+    file actions (replacements, retractions). A build records it when it starts; `publish` refuses
+    when it changed since (files loaded or withdrawn after the build started: its marts do not show
+    them). None when the warehouse has no manifest yet."""
     database = catalog or con.execute("select current_database()").fetchone()[0]  # type: ignore[index]
     tables = {
         name
