@@ -7,29 +7,35 @@ handled), unattended. One run at a time; no catch-up of missed days: each run lo
 1. `ingest`: loads every new file of `landing/chats` and `landing/categories` into the warehouse's
    `raw` schema (`chat-analytics ingest`). **A bad file stops the run here**: it is named in the log
    and the alert, the good files are loaded, nothing downstream runs.
-2. `dbt.raw_*`: the source checks first: freshness (`dbt source freshness`) and the data-quality
-   tests of the raw tables.
-3. `dbt.<model>.run` then `dbt.<model>.test`: each dbt model, then its own data and unit tests right
-   after it; a test on several models (`dbt.<test>_test`) runs once all of them are built.
+2. `dbt.dbt_producer_watcher`: **one `dbt build`** of every model and data test (source freshness
+   first; unit tests left out, as in `chat-analytics build`), like `chat-analytics build`.
+3. One task per model and one per model's tests, in dbt's order: `dbt.raw_*` (source freshness and
+   the raw tables' tests), `dbt.<model>.run` then `dbt.<model>.test` (a test on several models counts
+   in each of them). They start once the build has ended and show what it reported for that node
+   (astronomer-cosmos `ExecutionMode.WATCHER`): a failed model or test is the red task.
 4. `publish` (the marts to `serving/`, only after a green build) and `report` (`serving/report.html`).
 
-**Severities.** An error-severity test failure fails its task and stops everything that depends on that
-model; a warn-severity finding is logged (`WARNING ...` lines) and the run goes on.
+**Severities.** An error-severity test failure fails the build task and that model's tests task, and
+stops everything that depends on that model; a warn-severity finding is logged (`WARNING ...` lines)
+and the run goes on.
 
-**Failures.** Each task retries twice, with exponential backoff (1-2, then 2-4 minutes), and times
-out after 1 hour; a bad landing file fails at once. A task that fails for good logs an `ALERT ...`
-line and, when `CHAT_ANALYTICS_ALERT_WEBHOOK` is set, posts a Slack-compatible message (DAG, task,
-run, log URL, error).
+**Failures.** The dbt tasks are not retried (a retried build task would not run dbt again, and a
+retried model task would run its model alone): a failed build fails the run; trigger it again. The
+other tasks retry twice, with exponential backoff (1-2, then 2-4 minutes); every task times out after
+1 hour; a bad landing file fails at once. A task that fails for good logs an `ALERT ...` line and,
+when `CHAT_ANALYTICS_ALERT_WEBHOOK` is set, posts a Slack-compatible message (DAG, task, run, log URL,
+error).
 
-**One writer.** DuckDB allows one writer per file and an open reader blocks it, so every task here runs
-in the pool `chat_analytics_warehouse` of **one slot**: tasks that look parallel in the graph take turns.
+**One writer.** DuckDB allows one writer per file and an open reader blocks it, so the tasks that write
+the warehouse (`ingest`, the build, `publish`, `report`) run in the pool `chat_analytics_warehouse` of
+**one slot**: they take turns. The model and test tasks only read the build's results (Airflow XComs).
 `ingest`, `publish` and `report` also hold the home's pipeline lock (the one `chat-analytics run` takes)
-while they run, waiting up to 10 minutes for a command line run to finish; the dbt tasks cannot take it.
+while they run, waiting up to 10 minutes for a command line run to finish; the build cannot take it.
 
-**Build record.** `ingest` marks a new build started in `warehouse/last_build.json` before any dbt task
-runs, every dbt task re-marks it running and merges its results, and `publish` marks it finished (green
-only when every dbt model and data test reported a result and none failed) before publishing: a run killed in
-the middle of the dbt tasks leaves `running` behind, and nothing publishes it.
+**Build record.** `ingest` marks a new build started in `warehouse/last_build.json` before dbt runs,
+the build task re-marks it running and merges its results, and `publish` marks it finished (green only
+when every dbt model and data test reported a result in this run and none failed) before publishing: a
+run killed during the build leaves `running` behind, and nothing publishes it.
 
 Data home: `$CHAT_ANALYTICS_HOME` (default: the project's `data/` folder). The dbt graph is rendered by
 astronomer-cosmos from `dbt/target/manifest.json` (`make setup` runs `dbt parse`).
@@ -49,18 +55,26 @@ from typing import Any
 # Cosmos reads its settings when imported: no telemetry, whoever starts Airflow.
 os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
 
-from airflow.sdk import DAG, CronTriggerTimetable, task
+from airflow.sdk import DAG, CronTriggerTimetable, TriggerRule, task
 from airflow.sdk.exceptions import AirflowFailException
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, SourceRenderingBehavior, TestBehavior
-from cosmos.operators.local import DbtTestLocalOperator
+from cosmos.constants import (
+    PRODUCER_WATCHER_DONE_TASK_ID,
+    PRODUCER_WATCHER_TASK_ID,
+    ExecutionMode,
+    InvocationMode,
+    LoadMode,
+    SourceRenderingBehavior,
+    TestBehavior,
+)
 
 from chat_analytics import resources
 from chat_analytics.airflow_setup import MANIFEST, POOL, WAREHOUSE_ENV, pipeline_home, stale_dbt_inputs
-from chat_analytics.alerts import dbt_warning_alert, task_failure_alert
+from chat_analytics.alerts import cosmos_warning_alert, dbt_warning_alert, task_failure_alert, warn_findings
 from chat_analytics.build_record import (
     ensure_running,
     finish_cosmos_build,
+    record_cosmos_freshness,
     record_cosmos_results,
     start_build,
 )
@@ -77,6 +91,11 @@ TAGS = ["chat-analytics", "dbt", "duckdb", "daily"]
 #: How long a Python task waits for the pipeline lock (held by a `chat-analytics` command on the same
 #: home) before it fails and its retries take over.
 LOCK_WAIT_SECONDS = 600.0
+#: The task ids of the one `dbt build` (Cosmos' watcher producer) and of its gate inside the `dbt` group.
+DBT_BUILD_TASK = f"dbt.{PRODUCER_WATCHER_TASK_ID}"
+DBT_BUILD_DONE_TASK = f"dbt.{PRODUCER_WATCHER_DONE_TASK_ID}"
+#: Production builds skip dbt unit tests (as `chat-analytics build` does): every dbt command of the DAG.
+DBT_SKIP_UNIT_TESTS = {"DBT_EXCLUDE_RESOURCE_TYPES": "unit_test"}
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": OWNER,
@@ -140,7 +159,8 @@ def _task_lock(home: Home, task_id: str, run_id: str) -> Any:
 def _dbt_nodes() -> set[str]:
     """Unique ids of every dbt model and data test the DAG's dbt tasks run (from the manifest).
 
-    Unit tests are left out: Cosmos runs them only for models that also have data tests.
+    Unit tests are left out: the DAG's dbt commands exclude them (`DBT_SKIP_UNIT_TESTS`), as
+    `chat-analytics build` does.
     """
     manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
     kinds = {"model", "test"}
@@ -153,8 +173,8 @@ def _dbt_task_starts(home_dir: str, context: Any) -> None:
 
 
 #: The steps after the dbt models and tests, in order; each takes the home folder and creates its task
-#: inside the DAG. The first runs once every dbt task succeeded; a step touching the warehouse must use
-#: `pool=POOL`.
+#: inside the DAG. The first runs once no dbt task failed and must refuse unless the build record is green
+#: (as `publish` does); a step touching the warehouse must use `pool=POOL`.
 DOWNSTREAM_STEPS: list[Callable[[str], Any]] = [publish_marts, write_report]
 
 
@@ -214,20 +234,39 @@ def ingest(home_dir: str) -> dict[str, int]:
     }
 
 
-def _gate_on_detached_tests(dag: DAG) -> None:
-    """A test on several models runs once all of them are built; what depends on any of them waits for it.
+def _freshness_checked(
+    home_dir: str, context: Any, dag: Any, group: Any, nodes: Any, sources: dict[str, Any] | None
+) -> list[tuple[str, str]]:
+    """The build task's `freshness_callback`: record and pass on the freshness; never leave models out.
 
-    Cosmos renders such a test as its own task after its models' test tasks; like `dbt build`, its
-    failure must also stop the models downstream of those models.
+    Cosmos checks source freshness in the build task before its `dbt build` and hands the result only to
+    this callback (no operator `callback`): it goes into the build record and warnings to the warning
+    callback here. Cosmos' default would leave every model downstream of a stale (even warn) source out
+    of the build; like `chat-analytics build`, the DAG builds them, and the source's task shows the
+    freshness (warn: the run goes on; error: that task fails and nothing below it publishes).
     """
-    for test in list(dag.tasks):
-        if not isinstance(test, DbtTestLocalOperator) or len(test.upstream_task_ids) < 2:
+    record_cosmos_freshness(home_dir, sources)
+    names, messages = warn_findings((sources or {}).get("results") or [], freshness=True)
+    if names:
+        dbt_warning_alert({**context, "test_names": names, "test_results": messages})
+    return []
+
+
+def _watch_after_the_build(dag: DAG, ingest_task: Any) -> None:
+    """Every model's and test's task starts once the one `dbt build` has ended, failed included.
+
+    Cosmos starts the top tasks of a `DbtTaskGroup` beside the producer; they would wait for its
+    results (in a `dag.test()` run, forever: it runs tasks one at a time). After it they only read its
+    results. They also need `ingest` to have succeeded: when it failed they are `upstream_failed`.
+    """
+    build = dag.get_task(DBT_BUILD_TASK)
+    for sensor in list(dag.tasks):
+        if sensor.task_id in (DBT_BUILD_TASK, DBT_BUILD_DONE_TASK) or not sensor.task_id.startswith("dbt."):
             continue
-        ancestors = test.get_flat_relative_ids(upstream=True)
-        for parent_id in sorted(test.upstream_task_ids):
-            for child_id in sorted(dag.get_task(parent_id).downstream_task_ids):
-                if child_id != test.task_id and child_id not in ancestors:
-                    test >> dag.get_task(child_id)
+        if sensor.upstream_task_ids <= {ingest_task.task_id, DBT_BUILD_TASK}:
+            build >> sensor
+            ingest_task >> sensor
+            sensor.trigger_rule = TriggerRule.ALL_DONE_MIN_ONE_SUCCESS
 
 
 def build_dag(home: Path) -> DAG:
@@ -249,13 +288,17 @@ def build_dag(home: Path) -> DAG:
         loaded = ingest(str(home))
         dbt = DbtTaskGroup(
             group_id="dbt",
-            tooltip="dbt (astronomer-cosmos): source checks first, then each model and its tests",
+            tooltip="dbt (astronomer-cosmos): one dbt build, then each model's and its tests' outcome",
             project_config=ProjectConfig(
                 dbt_project_path=DBT_PROJECT_DIR,
                 manifest_path=MANIFEST,
                 project_name="chat_analytics",
                 # the profile's warehouse path, DuckDB memory cap and spill folder
-                env_vars={WAREHOUSE_ENV: str(Home(home).warehouse), **resources.dbt_env(Home(home))},
+                env_vars={
+                    WAREHOUSE_ENV: str(Home(home).warehouse),
+                    **resources.dbt_env(Home(home)),
+                    **DBT_SKIP_UNIT_TESTS,
+                },
                 install_dbt_deps=False,  # no dbt packages: never needs the network
             ),
             profile_config=ProfileConfig(
@@ -263,33 +306,52 @@ def build_dag(home: Path) -> DAG:
                 target_name="local",
                 profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml",
             ),
+            # One `dbt build` (the producer task, in the warehouse pool) runs every model and data test;
+            # one task per model and one per model's tests show its outcome (they only read the
+            # producer's results, outside the pool).
             execution_config=ExecutionConfig(
-                execution_mode=ExecutionMode.LOCAL, invocation_mode=InvocationMode.DBT_RUNNER
+                execution_mode=ExecutionMode.WATCHER,
+                invocation_mode=InvocationMode.DBT_RUNNER,
+                setup_operator_args={
+                    "pool": POOL,
+                    "freshness_callback": functools.partial(_freshness_checked, str(home)),
+                    # A retry of the producer never re-runs dbt (Cosmos skips it): its failure must stay.
+                    "retries": 0,
+                },
             ),
             render_config=RenderConfig(
                 load_method=LoadMode.DBT_MANIFEST,
                 test_behavior=TestBehavior.AFTER_EACH,
                 source_rendering_behavior=SourceRenderingBehavior.WITH_TESTS_OR_FRESHNESS,
-                # a test on two models runs once both are built, not with the first one
-                should_detach_multiple_parents_tests=True,
+                # a test on several models counts in the tests task of each of them
+                should_detach_multiple_parents_tests=False,
                 emit_datasets=False,
             ),
             operator_args={
-                "pool": POOL,
-                # Every dbt task merges its results into <home>/warehouse/last_build.json, which
-                # `publish` reads to refuse publishing after an error-severity failure.
-                "callback": record_cosmos_results,
+                # A task of a model or of its tests retried (or cleared by hand) would run that dbt
+                # node alone, outside the build: no automatic retries; a failed run is triggered again.
+                "retries": 0,
+                # Every dbt invocation merges its results into <home>/warehouse/last_build.json, which
+                # `publish` reads to refuse publishing after an error-severity failure, and logs its
+                # warn-severity findings (the `on_warning_callback` below is not called by the build).
+                "callback": [record_cosmos_results, cosmos_warning_alert],
                 "callback_args": {"home": str(home)},
                 # ... and marks the build running before it touches a model (a re-run task included)
                 "pre_execute": functools.partial(_dbt_task_starts, str(home)),
             },
             on_warning_callback=dbt_warning_alert,
         )
-        _gate_on_detached_tests(dag)
         loaded >> dbt
+        _watch_after_the_build(dag, loaded.operator)
         last: Any = dbt
         for make_step in DOWNSTREAM_STEPS:
             step = make_step(str(home))
+            if last is dbt:
+                # The first step (publish) runs unless a task above it failed, even when some were
+                # skipped (were the build's task retried, Cosmos would skip it and the tasks watching
+                # it): it then refuses, the build record lacking results or holding failures. A skip
+                # never ends a run green without publishing.
+                step.operator.trigger_rule = TriggerRule.NONE_FAILED
             last >> step
             last = step
     return dag

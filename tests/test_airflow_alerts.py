@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from chat_analytics import alerts
-from chat_analytics.alerts import Alert, dbt_warning_alert, send_alert, task_failure_alert
+from chat_analytics.alerts import (
+    Alert,
+    cosmos_warning_alert,
+    dbt_warning_alert,
+    send_alert,
+    task_failure_alert,
+)
 
 
 def _context(error: BaseException | None = None) -> dict[str, Any]:
@@ -127,3 +133,33 @@ def test_dbt_warnings_are_logged_and_nothing_else(caplog) -> None:
         "(warn severity: the run goes on)" in caplog.text
     )
     assert all(r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_warnings_of_a_dbt_invocation_reach_the_warning_callback(tmp_path, caplog) -> None:
+    """The DAG's one `dbt build` task: its warn-severity results (tests, freshness) are logged by name."""
+    target = tmp_path / "target"
+    target.mkdir()
+    results = [
+        {
+            "unique_id": "test.chat_analytics.empty_disabled.3f2a",
+            "status": "warn",
+            "message": "Got 2 results",
+        },
+        {"unique_id": "test.chat_analytics.unique_x.1b2c", "status": "pass", "message": None},
+        {"unique_id": "model.chat_analytics.fct_chats", "status": "success", "message": "OK"},
+    ]
+    (target / "run_results.json").write_text(json.dumps({"results": results}))
+    freshness = [{"unique_id": "source.chat_analytics.raw.chats", "status": "warn"}]
+    (target / "sources.json").write_text(json.dumps({"results": freshness}))
+    ti = SimpleNamespace(task_id="dbt.dbt_producer_watcher")
+
+    cosmos_warning_alert(str(tmp_path), context={"task_instance": ti}, home="/unused")
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "WARNING dbt.dbt_producer_watcher: empty_disabled: Got 2 results (warn severity: the run goes on)",
+        "WARNING dbt.dbt_producer_watcher: freshness of raw.chats: warn (warn severity: the run goes on)",
+    ]
+    caplog.clear()
+    cosmos_warning_alert(str(tmp_path / "nothing-here"), context={"task_instance": ti})  # no artefacts
+    assert caplog.text == ""

@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 
 from chat_analytics.build import build
+from chat_analytics.build_record import FAILED_STATUSES, BuildRecord
 from chat_analytics.cli import main as cli_main
 from chat_analytics.paths import DBT_PROJECT_DIR, Home
 
@@ -448,6 +449,60 @@ def test_every_model_and_column_is_documented(pipeline: dict) -> None:
                 if not spec["description"].strip()
             ]
     assert not problems, "\n".join(problems)
+
+
+def test_production_builds_skip_unit_tests(pipeline: dict) -> None:
+    """Decision 1 of issue 12: a plain build runs every model and data test, no dbt unit test."""
+    nodes = BuildRecord.load(pipeline["scenario"].home).nodes
+    kinds = {unique_id.split(".", 1)[0] for unique_id in nodes}
+    assert {"model", "test"} <= kinds
+    assert "unit_test" not in kinds
+
+
+# ----------------------------------------------------------------------------------------------------
+# dbt unit tests: skipped by production builds, run here (`make test`) through `build --unit-tests`
+
+
+def test_every_unit_test_runs_and_passes_with_unit_tests(tmp_path: Path) -> None:
+    """`chat-analytics build --unit-tests` on a small generated home runs every unit test of the dbt
+    project and each passes. A failure names the dbt node and its message (dbt's full diff is in the
+    captured stdout), not a symptom further down the DAG."""
+    home = str(tmp_path / "home")
+    small = ["--chats", "400", "--start", "2000-03-20", "--end", "2000-04-05"]
+    assert cli_main(["generate", "--home", home, *small]) == 0
+    assert cli_main(["ingest", "--home", home]) == 0
+    rc = cli_main(["build", "--unit-tests", "--home", home])
+
+    record = BuildRecord.load(Home.resolve(home))
+    target = DBT_PROJECT_DIR / "target"
+    # the build lets dbt rewrite the manifest when a project file is newer, so it is the build's own
+    expected = sorted(json.loads((target / "manifest.json").read_text())["unit_tests"])
+    assert expected, "the dbt project has no unit tests"
+    # failed nodes first, with dbt's whole message (run_results.json, when it is still this build's)
+    messages = _run_result_messages(target / "run_results.json", record.invocation_id)
+    problems = [
+        f"{unique_id}: {node['status']}: {messages.get(unique_id) or node['message']}"
+        for unique_id, node in sorted(record.nodes.items())
+        if node["status"] in FAILED_STATUSES
+    ]
+    problems += [
+        f"{unique_id}: {record.nodes.get(unique_id, {}).get('status', 'did not run')}"
+        for unique_id in expected
+        if record.nodes.get(unique_id, {}).get("status") not in {"pass", *FAILED_STATUSES}
+    ]
+    assert not problems, "\n".join(problems)
+    assert rc == 0
+
+
+def _run_result_messages(path: Path, invocation_id: str) -> dict[str, str]:
+    """unique id -> dbt's full message, from run_results.json if dbt invocation `invocation_id` wrote it."""
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if results.get("metadata", {}).get("invocation_id") != invocation_id:
+        return {}  # another build (another process) wrote it since
+    return {r["unique_id"]: (r.get("message") or "").strip() for r in results.get("results", [])}
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ KILL_POINTS = [
         delay=0.3,
         in_build=True,
     ),
-    KillPoint("build-fct-chats", marker=r"START sql table model analytics\.fct_chats", in_build=True),
+    KillPoint("build-fct-chats", marker=r"START sql incremental model analytics\.fct_chats", in_build=True),
     KillPoint(
         "build-marts-tests",
         marker=r"OK created sql table model analytics\.daily_resolutions",
@@ -132,12 +132,18 @@ def _serving_state(home: Path) -> dict:
             "select run_id from read_parquet(?)", [str(serving / "parquet" / "_build_info.parquet")]
         ).fetchone()[0]
         parquet_chats = con.execute(
-            "select count(*) from read_parquet(?)", [str(serving / "parquet" / "fct_chats.parquet")]
+            "select count(*) from read_parquet(?)",
+            [str(serving / "parquet" / "fct_chats" / "**" / "*.parquet")],
         ).fetchone()[0]
     assert chats == counts["fct_chats"], "the published database differs from its own _build_info"
     assert parquet_run == run_id, f"database from {run_id}, Parquet from {parquet_run}"
     assert parquet_chats == chats
     return {"run_id": run_id, "chats": chats}
+
+
+def _parquet_bytes(home: Path) -> dict[str, bytes]:
+    folder = home / "serving" / "parquet"
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _published_marts(home: Path) -> dict[str, list[tuple]]:
@@ -245,10 +251,10 @@ def test_killed_run_recovers(prepared: dict, point: KillPoint, tmp_path: Path) -
     assert after_kill["run_id"] == prepared["baseline_run"] or not point.in_build
     _books(home)
     if point.in_build:
-        before = {p.name: p.read_bytes() for p in (home / "serving" / "parquet").iterdir()}
+        before = _parquet_bytes(home)
         assert _run(home, "publish", check=False) != 0, "publish went ahead after a killed build"
         assert _serving_state(home)["run_id"] == prepared["baseline_run"]
-        assert {p.name: p.read_bytes() for p in (home / "serving" / "parquet").iterdir()} == before
+        assert _parquet_bytes(home) == before
 
     # A plain rerun completes and publishes what an uninterrupted run would have.
     _run(home, "run")

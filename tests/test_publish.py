@@ -187,16 +187,44 @@ def test_make_query_opens_the_cli_on_the_published_file(home: Home) -> None:
     assert "cli-" in done.stdout
 
 
-def test_parquet_has_one_file_per_mart(home: Home) -> None:
+def test_parquet_has_one_file_per_mart_and_fct_chats_by_month(home: Home) -> None:
     folder = parquet_path(home)
     # layout (issue 11): parquet -> current/parquet, current -> .releases/<token>
     assert folder.is_symlink() and folder.resolve().parent.parent.name == ".releases"
     with _published(home) as con:
         expected = _marts(con, "pub")
-        assert {p.stem for p in folder.glob("*.parquet")} == expected
-        for name in expected:
+        # issue 12: fct_chats is hive-partitioned by local creation month, the other marts one file each
+        assert {p.stem for p in folder.glob("*.parquet")} == expected - {"fct_chats"}
+        for name in expected - {"fct_chats"}:
             count = con.execute(f"select count(*) from read_parquet('{folder / name}.parquet')").fetchone()
             assert count == con.execute(f"select count(*) from pub.analytics.{name}").fetchone(), name
+        months = {p.name for p in (folder / "fct_chats").iterdir()}
+        assert months == {
+            f"created_month={m}"
+            for (m,) in con.execute(
+                "select distinct strftime(created_date_local, '%Y-%m') from pub.analytics.fct_chats"
+            ).fetchall()
+        }
+        days = {p.stem for p in (folder / "fct_chats").glob("*/*.parquet")}  # one file per day
+        assert days == {
+            str(d)
+            for (d,) in con.execute(
+                "select distinct created_date_local from pub.analytics.fct_chats"
+            ).fetchall()
+        }
+        glob = folder / "fct_chats" / "**" / "*.parquet"
+        parquet = f"read_parquet('{glob}', hive_partitioning = true)"
+        assert con.execute(
+            f"select count(*) from (select * exclude (created_month) from {parquet} "
+            "except all from pub.analytics.fct_chats)"
+        ).fetchone() == (0,)
+        assert (
+            con.execute(f"select count(*) from {parquet}").fetchone()
+            == con.execute("select count(*) from pub.analytics.fct_chats").fetchone()
+        )
+        assert con.execute(
+            f"select count(*) from {parquet} where created_month <> strftime(created_date_local, '%Y-%m')"
+        ).fetchone() == (0,)
     assert not list(home.serving.glob(".parquet-*"))
 
 
@@ -262,7 +290,8 @@ def test_an_open_reader_neither_blocks_publish_nor_sees_a_partial_file(home: Hom
     reader = duckdb.connect(str(database_path(home)), read_only=True)
     try:
         before = reader.execute(f"select run_id from analytics.analytics.{BUILD_INFO}").fetchone()
-        parquet_reader = (parquet_path(home) / "fct_chats.parquet").open("rb")
+        [parquet_file, *_] = sorted((parquet_path(home) / "fct_chats").glob("*/*.parquet"))
+        parquet_reader = parquet_file.open("rb")
         result = publish(home, run_id="second-publish")
         assert result.run_id == "second-publish" and result.row_counts["fct_chats"] > 0
         # the old session still reads the old, complete file

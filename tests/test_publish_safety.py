@@ -107,7 +107,7 @@ def _state(home: Home) -> dict[str, object]:
             "select run_id from read_parquet(?)", [str(parquet / f"{BUILD_INFO}.parquet")]
         ).fetchone()[0]
         parquet_chats = con.execute(
-            "select count(*) from read_parquet(?)", [str(parquet / "fct_chats.parquet")]
+            "select count(*) from read_parquet(?)", [str(parquet / "fct_chats" / "**" / "*.parquet")]
         ).fetchone()[0]
     assert chats == counts["fct_chats"], "the published database differs from its own _build_info"
     assert (parquet_run, parquet_chats) == (run_id, chats), "database and Parquet from different runs"
@@ -120,8 +120,9 @@ def _visible(home: Home) -> dict[str, str]:
     seen = {}
     for name in ("analytics.duckdb", "report.html"):
         seen[name] = hashlib.sha256((serving / name).read_bytes()).hexdigest()
-    for path in sorted(parquet_path(home).iterdir()):
-        seen[f"parquet/{path.name}"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    parquet = parquet_path(home)
+    for path in sorted(p for p in parquet.rglob("*") if p.is_file()):
+        seen[f"parquet/{path.relative_to(parquet)}"] = hashlib.sha256(path.read_bytes()).hexdigest()
     for name in (CURRENT, "analytics.duckdb", "parquet"):
         if (serving / name).is_symlink():
             seen[f"link {name}"] = os.readlink(serving / name)
@@ -158,7 +159,9 @@ def test_serving_is_fixed_links_to_one_read_only_release(green: Home) -> None:
     _assert_tidy(green, releases=1)
     assert database_path(green).resolve() == release / "analytics.duckdb"
     assert parquet_path(green).resolve() == release / "parquet"
-    for path in [release / "analytics.duckdb", *(release / "parquet").iterdir()]:
+    files = [p for p in (release / "parquet").rglob("*") if p.is_file()]
+    assert any(p.parent.name.startswith("created_month=") for p in files)  # issue 12: by month
+    for path in [release / "analytics.duckdb", release / "publish_state.json", *files]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o444, path
     assert _state(green)["run_id"].startswith("cli-")
 
@@ -271,7 +274,8 @@ def test_an_old_release_that_cannot_be_removed_is_named_in_a_warning(
 ) -> None:
     first = current_release(home)
     assert first is not None
-    stuck = first / "parquet" / "fct_chats.parquet"
+    # issue 12: a month of fct_chats, hard-linked into the later releases while it did not change
+    [stuck, *_] = sorted((first / "parquet" / "fct_chats").glob("*/*.parquet"))
     publish(home, run_id="second")  # the first release is kept, as the previous one
     with _undeletable(stuck), caplog.at_level(logging.WARNING, logger="chat_analytics.publish"):
         publish(home, run_id="third")  # removes the first release: all but one file of it

@@ -30,9 +30,9 @@ from chat_analytics.ingest import FileOutcome, IngestReport, ingest
 from chat_analytics.paths import Home
 
 try:
-    from warehouse_checks import q, table_differences
+    from warehouse_checks import assert_equals_full_refresh, q
 except ImportError:  # tests/ imported as a package
-    from tests.warehouse_checks import q, table_differences
+    from tests.warehouse_checks import assert_equals_full_refresh, q
 
 try:
     import reference
@@ -93,17 +93,6 @@ def manifest(home: Home) -> list[tuple]:
 
 def outcome(report: IngestReport, name: str) -> FileOutcome:
     return next(o for o in report.outcomes if o.file_name == name)
-
-
-def assert_equals_full_refresh(home: Home, tmp_path: Path, label: str) -> None:
-    """The incremental warehouse equals a `--full-refresh` build of a copy, and the reference."""
-    copy = Home.resolve(tmp_path / f"full-refresh-{label}")
-    copy.warehouse_dir.mkdir(parents=True)
-    shutil.copyfile(home.warehouse, copy.warehouse)
-    assert build(copy, full_refresh=True) == 0
-    problems = table_differences(home.warehouse, copy.warehouse, BUILT_SCHEMAS)
-    assert not problems, f"{label}: incremental differs from a full refresh:\n" + "\n".join(problems)
-    reference.assert_warehouse_matches_reference(home.warehouse)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -237,7 +226,7 @@ def test_replaced_and_retracted_files_stop_counting_incrementally(tmp_path: Path
     assert "d07" not in fct and "x-conflict" not in fct and fct["d20"]
     assert q(home, "select count(*) from quality.quarantined_chats") == [(0,)]
     assert q(home, "select unaccounted_rows from quality.chat_books") == [(0,)]
-    assert_equals_full_refresh(home, tmp_path, "replaced")
+    assert_equals_full_refresh(home, tmp_path, "replaced", BUILT_SCHEMAS)
 
     # Retract day 3: its new chats vanish, its later versions no longer count.
     assert cli_main(["retract", "--home", str(home.root), "chats_2000-01-03.csv", "--reason", "test"]) == 0
@@ -253,7 +242,7 @@ def test_replaced_and_retracted_files_stop_counting_incrementally(tmp_path: Path
     assert build(home) == 0
     fct = dict(q(home, "select chat_id, is_resolved from analytics.fct_chats"))
     assert "e01" not in fct and fct["d01"] is False
-    assert_equals_full_refresh(home, tmp_path, "retracted")
+    assert_equals_full_refresh(home, tmp_path, "retracted", BUILT_SCHEMAS)
 
 
 # ----------------------------------------------------------------------------------------------------

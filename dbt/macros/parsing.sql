@@ -47,37 +47,53 @@
       YYYY-MM-DD HH:MM:SS[.f{1,6}]       the clean form; naive means UTC
       YYYY-MM-DDTHH:MM:SS[.f{1,6}]       ISO 8601 / RFC 3339, `T` or a space, `t`/`z` also allowed
       ... followed by an optional `Z` or an offset `+HH:MM`, `+HHMM`, `+HH` (or `-`), converted to UTC.
-    The pattern fixes the digits; try_strptime then rejects impossible dates and times (2000-02-30,
-    24:00:00, 23:59:60).
+
+    One fast path for every accepted form: a single regular expression splits the value into its
+    date-time and its zone (`timestamp_parts`, evaluated once per value), fixing every digit and
+    the ranges of hours (00-23), minutes and seconds (00-59); DuckDB's own cast then reads the
+    date-time (and rejects impossible dates such as 2000-02-30), and values with an offset are read
+    as TIMESTAMPTZ, whose cast applies the offset whatever the session time zone. Only values that
+    do not match as they are (blanks around, lower-case `t`/`z`) pay for trim and upper, then take
+    the same rule. Costs measured at 10 M values: 1.1-1.5 s for every form (README, performance).
 #}
 {% macro timestamp_pattern() -%}
-    '^(\d{4}-\d{2}-\d{2})[ Tt](\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)(?:[Zz]|([+-])([01]\d|2[0-3])(?::?([0-5]\d))?)?$'
+    '^(\d{4}-\d{2}-\d{2}[ T](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?)(Z|[+-](?:[01]\d|2[0-3])(?::?[0-5]\d)?)?$'
 {%- endmacro %}
 
-{% macro parse_utc_timestamp(expr) -%}
-    {%- set text = "trim(" ~ expr ~ ")" -%}
-    {%- set pattern = timestamp_pattern() -%}
-    {#- Cheap exits first: missing and short values, then the clean form (nearly every row): a value of
-        19 characters that DuckDB's own cast reads and prints back unchanged is exactly
-        `YYYY-MM-DD HH:MM:SS` (years 0001-9999), about three times cheaper than a pattern match plus
-        strptime; only the rest pays for the full pattern. #}
+{# The value split by the pattern: a struct (date_time, zone); date_time is '' when it does not match. #}
+{% macro timestamp_parts(expr) -%}
+    regexp_extract({{ expr }}, {{ timestamp_pattern() }}, ['date_time', 'zone'])
+{%- endmacro %}
+
+{# Year 0000 does not exist (the cast would read it as 1 BC), nor does an offset's instant outside years
+    0001-9999: NULL like any impossible date. An offset moves the instant by under a day, so only values
+    on the first and the last day of that range need the second check. #}
+{% macro timestamp_from_parts(parts, text) -%}
     case
-        when {{ expr }} is null or length({{ expr }}) < 19 then null
-        when length({{ expr }}) = 19 and cast(try_cast({{ expr }} as timestamp) as varchar) = {{ expr }}
-            then try_cast({{ expr }} as timestamp)
-        else
-            try_strptime(
-                regexp_extract({{ text }}, {{ pattern }}, 1) || ' ' || regexp_extract({{ text }}, {{ pattern }}, 2),
-                ['%Y-%m-%d %H:%M:%S', '%Y-%m-%d %H:%M:%S.%f']
-            )
-            - to_minutes(
-                case regexp_extract({{ text }}, {{ pattern }}, 3) when '-' then -1 else 1 end
-                * (
-                    coalesce(try_cast(nullif(regexp_extract({{ text }}, {{ pattern }}, 4), '') as integer), 0) * 60
-                    + coalesce(try_cast(nullif(regexp_extract({{ text }}, {{ pattern }}, 5), '') as integer), 0)
-                )
-            )
+        when {{ parts }}.date_time = '' or {{ parts }}.date_time < '0001' then null
+        when {{ parts }}.zone in ('', 'Z') then try_cast({{ parts }}.date_time as timestamp)
+        when {{ parts }}.date_time between '0001-01-02' and '9999-12-31'
+            then make_timestamp(epoch_us(try_cast({{ text }} as timestamptz)))
+        when
+            make_timestamp(epoch_us(try_cast({{ text }} as timestamptz)))
+            between timestamp '0001-01-01 00:00:00' and timestamp '9999-12-31 23:59:59.999999'
+            then make_timestamp(epoch_us(try_cast({{ text }} as timestamptz)))
     end
+{%- endmacro %}
+
+{# `text` the raw value, `parts` its `timestamp_parts` (computed once by the caller, e.g. in a CTE). #}
+{% macro utc_timestamp(text, parts) -%}
+    {%- set tidied = "upper(trim(" ~ text ~ "))" -%}
+    case
+        when {{ parts }}.date_time <> '' then {{ timestamp_from_parts(parts, text) }}
+        when {{ text }} is null then null
+        else {{ timestamp_from_parts(timestamp_parts(tidied), tidied) }}
+    end
+{%- endmacro %}
+
+{# The same rule on one expression, for places that parse a single value (tests, ad-hoc checks). #}
+{% macro parse_utc_timestamp(expr) -%}
+    {{ utc_timestamp(expr, timestamp_parts(expr)) }}
 {%- endmacro %}
 
 {# A naive UTC TIMESTAMP as naive wall-clock time in var('local_timezone') (ICU zone rules, DST-aware). #}

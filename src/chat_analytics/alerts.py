@@ -6,8 +6,10 @@ starts with `ALERT` and, when `$CHAT_ANALYTICS_ALERT_WEBHOOK` is set, POSTs a Sl
 message (incoming-webhook format: `text` plus one attachment whose fields name the DAG, task, run, log
 URL and error). Delivery problems are logged, never raised: an alert must not hide the failure itself.
 
-`dbt_warning_alert` is the Cosmos `on_warning_callback` of the dbt test and source tasks: a
-warn-severity finding logs a WARNING line naming the tests and the run goes on.
+`dbt_warning_alert` is the Cosmos `on_warning_callback`: a warn-severity finding logs a WARNING line
+naming the tests and the run goes on. `cosmos_warning_alert` is a Cosmos operator `callback` that calls
+it for the warn-severity results of any dbt invocation (the DAG's one `dbt build` included, which Cosmos
+runs without `on_warning_callback`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -145,6 +148,51 @@ def task_failure_alert(context: Mapping[str, Any]) -> None:
         send_alert(Alert.from_context(context))
     except Exception:  # a broken alert must never mask the task's own failure
         log.exception("could not raise the alert")
+
+
+def warn_findings(
+    results: Iterable[Mapping[str, Any]], *, freshness: bool = False
+) -> tuple[list[str], list[str]]:
+    """Names and messages of the warn-severity results of a dbt artefact (run_results or sources.json)."""
+    names: list[str] = []
+    messages: list[str] = []
+    for result in results:
+        if str(result.get("status", "")).lower() != "warn":
+            continue
+        unique_id = str(result.get("unique_id", "?"))
+        parts = unique_id.split(".")
+        # test.<package>.<name>[.<hash>] -> name; source.<package>.<source>.<table> -> source.table
+        name = parts[2] if parts[0] == "test" and len(parts) >= 3 else ".".join(parts[2:]) or unique_id
+        names.append(f"freshness of {name}" if freshness else name)
+        messages.append(str(result.get("message") or "").strip() or "warn")
+    return names, messages
+
+
+def _artefact_results(path: Path) -> list[Mapping[str, Any]]:
+    try:
+        results = json.loads(path.read_text(encoding="utf-8")).get("results")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return results if isinstance(results, list) else []
+
+
+def cosmos_warning_alert(project_dir: str, context: Mapping[str, Any] | None = None, **_: Any) -> None:
+    """astronomer-cosmos operator `callback`: pass the warn-severity findings of a dbt invocation on.
+
+    In the watcher arrangement one task runs `dbt build` for every model and data test and Cosmos does
+    not call `on_warning_callback` for it; this callback reads the invocation's artefacts and calls
+    `dbt_warning_alert` with the same context variables Cosmos would (`test_names`, `test_results`).
+    Never raises: an alert must not fail the build.
+    """
+    try:
+        target = Path(project_dir) / "target"
+        names, messages = warn_findings(_artefact_results(target / "run_results.json"))
+        more = warn_findings(_artefact_results(target / "sources.json"), freshness=True)
+        names, messages = names + more[0], messages + more[1]
+        if names:
+            dbt_warning_alert({**(context or {}), "test_names": names, "test_results": messages})
+    except Exception:
+        log.exception("could not pass on the dbt warnings")
 
 
 def dbt_warning_alert(context: Mapping[str, Any]) -> None:

@@ -1,22 +1,34 @@
-"""`chat-analytics build`: run the dbt project (models, data tests, unit tests) on a home's warehouse.
+"""`chat-analytics build`: run the dbt project (models and data tests) on a home's warehouse.
 
 dbt runs in-process through `dbtRunner`; the project and its profile live in `DBT_PROJECT_DIR` and the
 profile reads the warehouse path from `$CHAT_ANALYTICS_WAREHOUSE`, which `build` sets from the home.
+Production builds skip dbt's unit tests (they test the SQL logic on fixed fixtures, not the data: dbt's
+own guidance runs them in development and CI); `build(..., unit_tests=True)` (`chat-analytics build
+--unit-tests`) runs them too, and `make test` does so (tests/test_dbt_pipeline.py). Data tests run in
+every build.
 The exit code follows dbt's severities: warnings (including warn-level data-quality findings) keep it
-0; a model error, an error-severity data test failure or a failing unit test makes it 1.
+0; a model error, an error-severity data test failure or (with unit tests) a failing unit test makes
+it 1.
 Source freshness (on `_ingested_at`) is checked after the build and reported, never fatal: stale
 raw data still gives correct marts for what was ingested.
 Every build records its outcome (each node's status, freshness, dbt version) in
 `<home>/warehouse/last_build.json` (chat_analytics.build_record); `publish` reads it. The record says
 `running` before dbt starts and `finished` only at the end, so a build killed half-way is never taken
 for the previous green one.
+dbt's JSON artefacts cost more than its partial parse on this small project: each invocation serialises
+the whole manifest twice (about 0.25 s of CPU each). A build therefore lets dbt write them, manifest.json
+included, only when `dbt/target/manifest.json` is missing or older than a dbt project file (the file the
+Airflow DAG renders from, see airflow_setup); otherwise it writes just `run_results.json` and
+`sources.json` itself, from the in-process results.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -35,6 +47,7 @@ log = logging.getLogger(__name__)
 
 WAREHOUSE_ENV = "CHAT_ANALYTICS_WAREHOUSE"
 REQUIRED_RAW_TABLES = ("chats", "categories")
+TARGET_DIR = DBT_PROJECT_DIR / "target"  # dbt_project.yml: target-path
 
 _FAILED = {"error", "fail", "runtime error"}
 
@@ -113,6 +126,28 @@ def _require_raw_tables(warehouse: Path) -> str | None:
     return state
 
 
+def preload_dbt() -> threading.Thread:
+    """Start importing dbt in a background thread and return it.
+
+    Importing dbt costs about 2 s of CPU, nearly all pure Python. `chat-analytics run` starts this
+    before ingest, whose time goes mostly to DuckDB (which releases the GIL), so on a machine with two
+    or more cores the import overlaps the ingest. Harmless when it fails: `build` imports dbt again and
+    reports the real error. Not a daemon thread, so the interpreter never exits half-way through it.
+    """
+    thread = threading.Thread(target=_import_dbt, name="preload-dbt")
+    thread.start()
+    return thread
+
+
+def _import_dbt() -> None:
+    try:
+        # dbtRunner, and the adapter plugin dbt registers at the start of a build
+        for module in ("dbt.cli.main", "dbt.adapters.duckdb"):
+            importlib.import_module(module)
+    except Exception as exc:  # the build's own import raises it again, where it is reported
+        log.debug("preloading dbt failed: %s", exc)
+
+
 def _dbt_args(command: Sequence[str]) -> list[str]:
     return [*command, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
 
@@ -147,8 +182,11 @@ def release_warehouse() -> None:
                 log.debug("closing the dbt-duckdb environment failed: %s", exc)
 
 
-def build(home: Home, *, full_refresh: bool = False) -> int:
-    """Run `dbt build` on the home's warehouse; 0 when nothing failed at error severity, else 1."""
+def build(home: Home, *, full_refresh: bool = False, unit_tests: bool = False) -> int:
+    """Run `dbt build` on the home's warehouse; 0 when nothing failed at error severity, else 1.
+
+    Models and data tests always run; dbt unit tests only with `unit_tests` (development and CI).
+    """
     warehouse = home.warehouse
     if not warehouse.is_file():
         raise UserError(f"no warehouse at {warehouse}: run `chat-analytics ingest` first")
@@ -157,8 +195,21 @@ def build(home: Home, *, full_refresh: bool = False) -> int:
     os.environ.update(resources.dbt_env(home))
     resources.spill_dir(home).mkdir(parents=True, exist_ok=True)
 
-    command = ["build", "--full-refresh"] if full_refresh else ["build"]
-    log.info("dbt build%s on %s", " --full-refresh" if full_refresh else "", warehouse)
+    # What runs is decided here, by flags: never by a DBT_[EXCLUDE_]RESOURCE_TYPES variable left in this
+    # process (Cosmos sets the DAG's in os.environ when it runs dbt in-process).
+    for name in ("DBT_RESOURCE_TYPES", "DBT_EXCLUDE_RESOURCE_TYPES"):
+        os.environ.pop(name, None)
+    command = ["build", *(["--full-refresh"] if full_refresh else [])]
+    if not unit_tests:
+        command += ["--exclude-resource-type", "unit_test"]
+    write_json = _manifest_is_stale()
+    command.append("--write-json" if write_json else "--no-write-json")
+    log.info(
+        "dbt build%s%s on %s",
+        " --full-refresh" if full_refresh else "",
+        " --unit-tests" if unit_tests else "",
+        warehouse,
+    )
     # Before dbt touches any model: until this build finishes, publish refuses (a killed build
     # leaves `running` behind, never the previous build's green outcome).
     record = start_build(
@@ -179,6 +230,8 @@ def build(home: Home, *, full_refresh: bool = False) -> int:
         record.save(home)
         return 1
 
+    if not write_json:
+        _write_artifact(outcome.result, "run_results.json")
     summary = BuildSummary.from_results(outcome.result.results)
     for status, kind, name, message in summary.problems:
         level = logging.WARNING if status == "warn" else logging.ERROR
@@ -195,7 +248,7 @@ def build(home: Home, *, full_refresh: bool = False) -> int:
     record.set_nodes(outcome.result.results)
     if not outcome.success and not summary.failed:
         record.error = "dbt reported failure"
-    record.set_freshness(_report_freshness())
+    record.set_freshness(_report_freshness(write_json=write_json))
     record.finish()
     log.debug("build outcome recorded in %s", record.save(home))
     return 1 if failed else 0
@@ -213,10 +266,34 @@ def _invocation_id() -> str:
     return get_invocation_id()
 
 
-def _report_freshness() -> list[Any]:
+def _manifest_is_stale() -> bool:
+    """True when dbt/target/manifest.json is missing or older than a file of the dbt project: the build
+    then lets dbt write its JSON artefacts (manifest included) as a plain `dbt build` would."""
+    from chat_analytics.airflow_setup import stale_dbt_inputs
+
+    stale = stale_dbt_inputs(TARGET_DIR / "manifest.json", DBT_PROJECT_DIR)
+    if stale:
+        log.debug("dbt manifest missing or older than %s: dbt writes its JSON artefacts", stale[0])
+    return bool(stale)
+
+
+def _write_artifact(result: Any, name: str) -> None:
+    """Write a dbt result's own artefact (run_results.json, sources.json) to dbt's target folder, as
+    dbt would with --write-json; never fatal (the build record is what publish reads)."""
+    path = TARGET_DIR / name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result.write(str(path))
+    except Exception as exc:  # an artefact for people debugging, never the build's outcome
+        log.warning("could not write %s: %s", path, exc)
+
+
+def _report_freshness(*, write_json: bool = True) -> list[Any]:
     """Log source freshness of the raw tables; informative only (never changes the exit code)."""
-    outcome = _invoke(_dbt_args(["source", "freshness"]))
+    outcome = _invoke(_dbt_args(["source", "freshness", "--write-json" if write_json else "--no-write-json"]))
     results = getattr(outcome.result, "results", None) or []
+    if not write_json and outcome.result is not None and hasattr(outcome.result, "write"):
+        _write_artifact(outcome.result, "sources.json")
     if outcome.exception is not None or not results:
         log.warning("source freshness could not be checked: %s", outcome.exception or "no result")
         return []

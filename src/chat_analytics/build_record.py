@@ -2,9 +2,11 @@
 
 `chat-analytics build` writes it after every `dbt build` (every node's status, the dbt version, source
 freshness); `publish` reads it and publishes only when no node's latest status is an error. Under
-Airflow, where astronomer-cosmos runs one dbt invocation per task, `record_cosmos_results` is the
-operators' `callback`: it merges each invocation's `run_results.json` (and `sources.json`) into the same
-record, node by node, so the latest status of every model and test is known when publish runs.
+Airflow, where astronomer-cosmos runs dbt (one `dbt build` in the DAG's build task, or one node when a
+model's task is re-run by hand), `record_cosmos_results` is the operators' `callback`: it merges each
+invocation's `run_results.json` (and `sources.json`) into the same record, node by node, so the latest
+status of every model and test is known when publish runs; `record_cosmos_freshness` merges the
+freshness check Cosmos runs before the build (its `freshness_callback`).
 
 A build marks itself started (`status: running`, `started_at`, a `build_id`) BEFORE dbt touches any
 model, and finished (`status: finished`, `finished_at`) only once every result is in: `chat-analytics
@@ -203,7 +205,13 @@ class BuildRecord:
                     continue
                 self._set(unique_id, str(result.get("status", "")).lower(), result.get("message"), None)
                 merged += 1
-        sources = _read_json(target / "sources.json")
+        self.merge_freshness(_read_json(target / "sources.json"))
+        self.error = None
+        self.updated_at = _now()
+        return merged
+
+    def merge_freshness(self, sources: Mapping[str, Any] | None) -> None:
+        """Merge the results of `dbt source freshness` (the content of its sources.json)."""
         for result in (sources or {}).get("results", []):
             unique_id = result.get("unique_id", "")
             _, _, source = unique_id.partition(".")  # source.<package>.<source>.<table>
@@ -213,9 +221,6 @@ class BuildRecord:
                 "max_loaded_at": result.get("max_loaded_at"),
                 "checked_at": _now(),
             }
-        self.error = None
-        self.updated_at = _now()
-        return merged
 
     def _set(self, unique_id: str, status: str, message: object, failures: object) -> None:
         text = str(message or "").strip().splitlines()
@@ -342,6 +347,22 @@ def finish_cosmos_build(home: Home, build_id: str, expected: Iterable[str] = ())
     record.finish()
     record.save(home)
     return record
+
+
+def record_cosmos_freshness(home: str, sources: Mapping[str, Any] | None) -> None:
+    """Merge a `dbt source freshness` result that Cosmos hands over without a `callback` call.
+
+    The watcher build task checks freshness before its `dbt build` and passes the content of
+    sources.json only to its `freshness_callback`, which calls this.
+    """
+    chosen = Home.resolve(home)
+    try:
+        record = BuildRecord.load(chosen)
+    except UserError:
+        record = BuildRecord()
+    record.merge_freshness(sources)
+    record.updated_at = _now()
+    record.save(chosen)
 
 
 def record_cosmos_results(project_dir: str, home: str | None = None, **_: Any) -> None:

@@ -16,6 +16,10 @@ log = logging.getLogger("chat_analytics")
 DEFAULT_START = date(2000, 1, 1)
 DEFAULT_END = date(2000, 4, 30)
 DEFAULT_CHATS = 50_000
+UNIT_TESTS_HELP = (
+    "also run the dbt unit tests (fixed fixtures testing the SQL logic; production builds skip them, "
+    "`make test` runs them)"
+)
 
 
 def _iso_date(text: str) -> date:
@@ -83,7 +87,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 def _cmd_build(args: argparse.Namespace) -> int:
     from chat_analytics.build import build
 
-    return build(Home.resolve(args.home), full_refresh=args.full_refresh)
+    return build(Home.resolve(args.home), full_refresh=args.full_refresh, unit_tests=args.unit_tests)
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
@@ -112,16 +116,17 @@ def _cmd_retract(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from chat_analytics.build import build
+    from chat_analytics.build import build, preload_dbt
     from chat_analytics.ingest import ingest
     from chat_analytics.publish import PublishRefused, publish
     from chat_analytics.report import report
 
     home = Home.resolve(args.home)
+    preload_dbt()  # dbt's import (CPU) overlaps the ingest (mostly DuckDB, outside the GIL)
     if not ingest(home).ok:
         log.error("ingest reported bad files: not building; fix or remove them and run again")
         return 1
-    if build(home, full_refresh=args.full_refresh) != 0:
+    if build(home, full_refresh=args.full_refresh, unit_tests=args.unit_tests) != 0:
         log.error("build failed: not publishing; %s stays as it was", home.serving)
         return 1
     try:
@@ -175,8 +180,13 @@ def _parser() -> argparse.ArgumentParser:
 
     add("ingest", _cmd_ingest, "load new landing files into the warehouse's raw schema")
 
-    build = add("build", _cmd_build, "run dbt build (models and tests) on the warehouse")
+    build = add(
+        "build",
+        _cmd_build,
+        "run dbt build on the warehouse: models and data tests (--unit-tests adds dbt unit tests)",
+    )
     build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
+    build.add_argument("--unit-tests", action="store_true", help=UNIT_TESTS_HELP)
 
     pub = add("publish", _cmd_publish, "copy the marts of the last green build to serving/ for analysts")
     pub.add_argument("--run-id", metavar="ID", help="run id for _build_info (default: cli-<UTC time>)")
@@ -194,6 +204,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = add("run", _cmd_run, "everything in order: ingest, build, publish, report")
     run.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
+    run.add_argument("--unit-tests", action="store_true", help=UNIT_TESTS_HELP)
     return parser
 
 

@@ -7,16 +7,27 @@ and an open reader blocks it. Analysts and BI tools read a separate copy instead
   are materialised as tables, so the copy stands alone), column and table comments from the dbt docs,
   and `analytics._build_info` (one row: run id, publish time, data window, row counts, quarantined
   rows by reason, test results, freshness, git commit, dbt and DuckDB versions).
-* `serving/parquet/<mart>.parquet`: one file per mart plus `_build_info.parquet`.
+* `serving/parquet/<mart>.parquet`: one file per mart plus `_build_info.parquet`, except `fct_chats`:
+  `serving/parquet/fct_chats/created_month=YYYY-MM/YYYY-MM-DD.parquet`, one file per local creation day
+  in hive partitions by month (`read_parquet('.../fct_chats/**/*.parquet', hive_partitioning = true)`).
 
 Every publish writes a new, complete release and switches to it in ONE rename, database and Parquet
 together:
 
     serving/.releases/<token>/analytics.duckdb     a release: written under .releases/.tmp-<token>/,
-    serving/.releases/<token>/parquet/*.parquet    checkpointed, fsynced, made read-only, renamed
+    serving/.releases/<token>/parquet/...          checkpointed, fsynced, made read-only, renamed
+    serving/.releases/<token>/publish_state.json   what it was made from (publish_delta)
     serving/current -> .releases/<token>           the switch: a new link renamed over the old one
     serving/analytics.duckdb -> current/analytics.duckdb   fixed links, created once
     serving/parquet -> current/parquet
+
+A release is complete, but it costs what changed (chat_analytics.publish_delta): the new release's
+database starts as a copy of the previous release's, in which only the rows of `fct_chats` that differ
+from the warehouse's, within the days whose checksum changed, are deleted or inserted, and the small
+marts and `_build_info` are replaced;
+its Parquet files of the days that did not change are hard links to the previous release's. Without a
+usable previous release (none, an older layout, another DuckDB or storage version, a changed mart
+schema, a database changed after its publish) the publish is full, and the log says why.
 
 A reader sees the old release or the new one, never half of one or one of each. DuckDB resolves the
 link before it derives the WAL's name, so a read-write session opened before a publish writes its WAL
@@ -44,6 +55,9 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +70,21 @@ from chat_analytics.build_record import BuildRecord, TestSummary, record_path
 from chat_analytics.faults import fault_point
 from chat_analytics.paths import PROJECT_ROOT, Home, UserError
 from chat_analytics.pipeline_lock import pipeline_lock
+from chat_analytics.publish_delta import (
+    DAY_COLUMN,
+    MAX_FREE_SHARE,
+    PARTITION_COLUMN,
+    PARTITIONED,
+    STATE_NAME,
+    FileStamp,
+    Plan,
+    ReleaseState,
+    checksums,
+    link_or_copy,
+    month_folder,
+    plan,
+    schema_fingerprint,
+)
 from chat_analytics.sql import ident, literal
 from chat_analytics.warehouse import raw_state
 
@@ -149,6 +178,10 @@ class PublishResult:
     row_counts: dict[str, int]  # per mart
     tests: TestSummary
     release: Path  # serving/.releases/<token>, where `current` now points
+    full_reason: str | None = None  # why the publish was full; None: incremental from the previous release
+    changed_days: tuple[str, ...] = ()  # fct_chats days replaced in the copied database (incremental)
+    written_days: tuple[str, ...] = ()  # fct_chats days whose Parquet file was written (all when full)
+    linked_days: tuple[str, ...] = ()  # fct_chats days whose Parquet file is the previous release's
 
 
 def database_path(home: Home) -> Path:
@@ -165,17 +198,18 @@ def current_release(home: Home) -> Path | None:
     return link.resolve() if link.is_symlink() and link.exists() else None
 
 
-def publish(home: Home, *, run_id: str | None = None) -> PublishResult:
+def publish(home: Home, *, run_id: str | None = None, full: bool = False) -> PublishResult:
     """Publish the marts of the newest build, when it finished green, to `serving/` as a new release.
 
+    Incremental from the release readers see when it can be reused; `full` writes everything anew.
     Raises PublishRefused (nothing changed) unless the newest build finished green, UserError for a
     missing warehouse or a serving folder that cannot be written.
     """
     with pipeline_lock(home):
-        return _publish(home, run_id)
+        return _publish(home, run_id, full=full)
 
 
-def _publish(home: Home, run_id: str | None) -> PublishResult:
+def _publish(home: Home, run_id: str | None, *, full: bool) -> PublishResult:
     record = BuildRecord.load(home)
     target = database_path(home)
     if not record.ok:
@@ -195,9 +229,7 @@ def _publish(home: Home, run_id: str | None) -> PublishResult:
         release = releases / token
         try:
             staging.mkdir()
-            row_counts = _write(
-                home, staging / DATABASE_NAME, staging / PARQUET_DIR, record, run_id, published_at
-            )
+            row_counts, how = _write(home, staging, record, run_id, published_at, full=full)
             _seal(staging)
             os.rename(staging, release)
             _fsync_dir(releases)
@@ -221,7 +253,7 @@ def _publish(home: Home, run_id: str | None) -> PublishResult:
         ) from None
     tests = record.tests()
     log.info(
-        "published %d marts (%s chats) to %s and %s: run %s, tests %d pass / %d warn / %d error",
+        "published %d marts (%s chats) to %s and %s: run %s, tests %d pass / %d warn / %d error; %s",
         len(row_counts),
         f"{row_counts.get('fct_chats', 0):,}",
         target,
@@ -230,8 +262,31 @@ def _publish(home: Home, run_id: str | None) -> PublishResult:
         tests.passed,
         tests.warned,
         tests.errored,
+        _describe(how),
     )
-    return PublishResult(run_id, published_at, target, parquet_path(home), row_counts, tests, release)
+    return PublishResult(
+        run_id,
+        published_at,
+        target,
+        parquet_path(home),
+        row_counts,
+        tests,
+        release,
+        full_reason=how.full_reason,
+        changed_days=how.changed_days,
+        written_days=how.written_days,
+        linked_days=tuple(sorted(how.reused)),
+    )
+
+
+def _describe(how: Plan) -> str:
+    files = f"{len(how.written_days)} day file(s) of {PARTITIONED} written"
+    if how.full_reason is not None:
+        return f"full publish ({how.full_reason}), {files}"
+    return (
+        f"incremental from release {how.previous.name if how.previous else '?'}: "
+        f"{len(how.changed_days)} day(s) of {PARTITIONED} replaced, {files}, {len(how.reused)} linked"
+    )
 
 
 def _why_not(record: BuildRecord) -> str:
@@ -251,8 +306,10 @@ def _why_not(record: BuildRecord) -> str:
 
 
 def _write(
-    home: Home, new_db: Path, new_parquet: Path, record: BuildRecord, run_id: str, published_at: datetime
-) -> dict[str, int]:
+    home: Home, staging: Path, record: BuildRecord, run_id: str, published_at: datetime, *, full: bool
+) -> tuple[dict[str, int], Plan]:
+    """Write the release into `staging`: a copy of the previous one with the changes applied, or anew."""
+    new_db = staging / DATABASE_NAME
     con = duckdb.connect()
     try:
         con.execute("set enable_progress_bar = false")
@@ -266,32 +323,233 @@ def _write(
                 f"cannot read the warehouse {home.warehouse} (a build running?): {_first_line(exc)}"
             ) from None
         _require_same_raw(con, record, home)
-        con.execute(f"attach {literal(new_db)} as {_TARGET} (storage_version {literal(STORAGE_VERSION)})")
         marts = _marts(con)
         if not marts:
             raise UserError(
                 f"the warehouse {home.warehouse} has no {SCHEMA} tables: run `chat-analytics build`"
             )
-        con.execute(f"create schema {_TARGET}.{SCHEMA}")
-        for name, comment in marts.items():
-            _copy_mart(con, name, comment)
-        row_counts = {
-            name: int(_one(con, f"select count(*) from {_TARGET}.{SCHEMA}.{ident(name)}")) for name in marts
-        }
-        _write_build_info(con, record, run_id, published_at, row_counts)
+        if PARTITIONED not in marts:
+            raise UserError(f"the warehouse {home.warehouse} has no {SCHEMA}.{PARTITIONED}: build again")
+        with _timed("checksums of the warehouse's fct_chats"):
+            days = checksums(con, f"{_SOURCE}.{SCHEMA}.{ident(PARTITIONED)}")
+        schema = schema_fingerprint(con, _SOURCE, SCHEMA, list(marts))
+        how = _plan(home, days, schema, full=full)
+        if how.incremental:
+            try:
+                with _timed("copy of the previous database, changes applied"):
+                    _apply_changes(con, how, new_db, marts, days)
+            except (duckdb.Error, _NotReusable) as exc:
+                how = Plan(f"the previous release could not be reused: {_first_line(exc)}")
+                log.warning("publishing in full: %s", how.full_reason)
+                _discard(con, new_db)
+        if not how.incremental:
+            how = Plan(how.full_reason, written_days=tuple(sorted(days)))
+            with _timed("new database"):
+                _write_all(con, new_db, marts)
+        with _timed("row counts and _build_info"):
+            row_counts = {
+                name: int(_one(con, f"select count(*) from {_TARGET}.{SCHEMA}.{ident(name)}"))
+                for name in marts
+            }
+            _write_build_info(con, record, run_id, published_at, row_counts)
         con.execute(f"detach {_SOURCE}")
-        con.execute(f"checkpoint {_TARGET}")
+        with _timed("checkpoint"):
+            con.execute(f"checkpoint {_TARGET}")
         fault_point("publish:after-database-written")
-        new_parquet.mkdir()
-        for name in [*row_counts, BUILD_INFO]:
-            con.execute(
-                f"copy {_TARGET}.{SCHEMA}.{ident(name)} to {literal(new_parquet / f'{name}.parquet')} "
-                "(format parquet, compression zstd)"
-            )
+        with _timed("Parquet"):
+            _write_parquet(con, staging, [*marts, BUILD_INFO], how)
         con.execute(f"detach {_TARGET}")
     finally:
         con.close()
-    return row_counts
+    state = ReleaseState(
+        duckdb_version=duckdb.__version__,
+        storage_version=STORAGE_VERSION,
+        schema=schema,
+        database=FileStamp.of(staging, new_db),
+        days=days,
+        files=_day_files(staging),
+    )
+    (staging / STATE_NAME).write_text(state.to_json(), encoding="utf-8")
+    return row_counts, how
+
+
+@contextmanager
+def _timed(step: str) -> Iterator[None]:
+    """Log (DEBUG) how long a step of the publish took."""
+    began = time.perf_counter()
+    yield
+    log.debug("publish step: %s in %.2f s", step, time.perf_counter() - began)
+
+
+class _NotReusable(Exception):
+    """The previous release's database cannot be the start of this one (the message says why)."""
+
+
+def _plan(home: Home, days: dict[str, tuple[int, int]], schema: str, *, full: bool) -> Plan:
+    if full:
+        return Plan("asked for a full publish")
+    if any(day is None for day in days):  # its contract says not null: a warehouse built otherwise
+        raise UserError(f"{PARTITIONED} in {home.warehouse} has rows without {DAY_COLUMN}: build again")
+    return plan(
+        current_release(home), days=days, schema=schema, storage_version=STORAGE_VERSION,
+        database_name=DATABASE_NAME,
+    )  # fmt: skip
+
+
+def _apply_changes(
+    con: duckdb.DuckDBPyConnection,
+    how: Plan,
+    new_db: Path,
+    marts: dict[str, str | None],
+    days: dict[str, tuple[int, int]],
+) -> None:
+    """The previous release's database, copied, with the changed days of fct_chats replaced from the
+    warehouse and every other mart and `_build_info` replaced in full."""
+    assert how.previous is not None and how.previous_state is not None
+    shutil.copyfile(how.previous / DATABASE_NAME, new_db)
+    if not how.previous_state.database.matches(how.previous):  # written to while we copied it
+        raise _NotReusable(f"{how.previous / DATABASE_NAME} changed while it was copied")
+    con.execute(f"attach {literal(new_db)} as {_TARGET}")
+    free, total = con.execute(
+        "select free_blocks, total_blocks from pragma_database_size() where database_name = ?", [_TARGET]
+    ).fetchone() or (0, 0)
+    if total and free / total > MAX_FREE_SHARE:
+        raise _NotReusable(f"{free:,} of its {total:,} blocks are free: compacting")
+    fct = f"{_TARGET}.{SCHEMA}.{ident(PARTITIONED)}"
+    if how.changed_days:
+        _replace_changed_rows(con, how.changed_days, fct)
+        again = checksums(con, fct, where=_in_days("changed_days"), params=_bounds(how.changed_days))
+        if again != {day: days[day] for day in how.changed_days if day in days}:
+            raise _NotReusable(
+                f"its changed days of {PARTITIONED} do not match the warehouse's after the update"
+            )
+    expected = sum(rows for rows, _ in days.values())
+    if _one(con, f"select count(*) from {fct}") != expected:
+        raise _NotReusable(f"its {PARTITIONED} does not add up to the warehouse's {expected:,} rows")
+    # Published files hold tables only (views are materialised); anything else the copy holds goes too.
+    for name, kind in con.execute(
+        "select table_name, 'table' from duckdb_tables() where database_name = ? and schema_name = ? "
+        "union all select view_name, 'view' from duckdb_views() where database_name = ? and schema_name = ?",
+        [_TARGET, SCHEMA, _TARGET, SCHEMA],
+    ).fetchall():
+        if name != PARTITIONED:
+            con.execute(f"drop {kind} {_TARGET}.{SCHEMA}.{ident(name)}")
+    for name, comment in marts.items():
+        if name != PARTITIONED:
+            _copy_mart(con, name, comment)
+
+
+def _replace_changed_rows(con: duckdb.DuckDBPyConnection, changed_days: tuple[str, ...], fct: str) -> None:
+    """Within the changed days only, the rows that differ: a row (chat id and hash of every column) of the
+    copy that the warehouse no longer has is deleted, one the copy does not have is inserted. A new daily
+    file changes some thousands of rows spread over a few days; the days' other rows stay where they are.
+    """
+    con.execute(
+        "create or replace temp table changed_days as select unnest(?::date[]) as day", [list(changed_days)]
+    )
+    source, days, bounds = (
+        f"{_SOURCE}.{SCHEMA}.{ident(PARTITIONED)}",
+        _in_days("changed_days"),
+        _bounds(changed_days),
+    )
+    con.execute(
+        f"create or replace temp table old_rows as select rowid as row_id, chat_id, hash(t) as row_hash "
+        f"from {fct} as t where {days}",
+        bounds,
+    )
+    con.execute(
+        f"create or replace temp table new_rows as select chat_id, hash(t) as row_hash from {source} as t "
+        f"where {days}",
+        bounds,
+    )
+    con.execute(
+        f"delete from {fct} where rowid in (select row_id from old_rows "
+        "anti join new_rows using (chat_id, row_hash))"
+    )
+    con.execute(
+        f"insert into {fct} select * exclude (row_hash) from "
+        f"(select *, hash(t) as row_hash from {source} as t where {days}) "
+        "anti join old_rows using (chat_id, row_hash)",
+        bounds,
+    )
+
+
+def _bounds(days: tuple[str, ...]) -> list[str]:
+    """The first and last of sorted days, bound to `_in_days`."""
+    return [days[0], days[-1]]
+
+
+def _discard(con: duckdb.DuckDBPyConnection, new_db: Path) -> None:
+    """Detach and delete a half-applied copy, so the full publish starts from nothing."""
+    attached = con.execute("select count(*) from duckdb_databases() where database_name = ?", [_TARGET])
+    if (attached.fetchone() or (0,))[0]:
+        con.execute(f"detach {_TARGET}")
+    for path in (new_db, new_db.with_name(new_db.name + ".wal")):
+        path.unlink(missing_ok=True)
+
+
+def _write_all(con: duckdb.DuckDBPyConnection, new_db: Path, marts: dict[str, str | None]) -> None:
+    con.execute(f"attach {literal(new_db)} as {_TARGET} (storage_version {literal(STORAGE_VERSION)})")
+    con.execute(f"create schema {_TARGET}.{SCHEMA}")
+    for name, comment in marts.items():
+        _copy_mart(con, name, comment)
+
+
+def _write_parquet(con: duckdb.DuckDBPyConnection, staging: Path, tables: list[str], how: Plan) -> None:
+    """One file per table, except fct_chats: one file per local creation day, in a folder per month
+    (`fct_chats/created_month=YYYY-MM/YYYY-MM-DD.parquet`); the days not written are linked."""
+    folder = staging / PARQUET_DIR
+    folder.mkdir()
+    for name in tables:
+        if name != PARTITIONED:
+            con.execute(
+                f"copy {_TARGET}.{SCHEMA}.{ident(name)} to {literal(folder / f'{name}.parquet')} "
+                "(format parquet, compression zstd)"
+            )
+    partitioned = folder / PARTITIONED
+    partitioned.mkdir()
+    if how.written_days:
+        # One pass writes every day to be written (DuckDB's partitioned write, `<column>=<day>/data_0...`,
+        # the day column kept in the file); each file then moves into its month's folder.
+        by_day = folder / f".{PARTITIONED}-by-day"
+        con.execute(
+            "create or replace temp table written_days as select unnest(?::date[]) as day",
+            [list(how.written_days)],
+        )
+        con.execute(
+            f"copy (select * from {_TARGET}.{SCHEMA}.{ident(PARTITIONED)} where {_in_days('written_days')}) "
+            f"to {literal(by_day)} (format parquet, compression zstd, partition_by ({ident(DAY_COLUMN)}), "
+            "write_partition_columns true)",
+            _bounds(how.written_days),
+        )
+        for part in sorted(by_day.iterdir()):
+            day = part.name.removeprefix(f"{DAY_COLUMN}=")
+            if day not in how.written_days:
+                raise UserError(f"unexpected partition {part} in a Parquet write of {PARTITIONED}")
+            files = sorted(part.glob("*.parquet"))
+            (partitioned / month_folder(day)).mkdir(exist_ok=True)
+            for index, path in enumerate(files):
+                name = f"{day}.parquet" if len(files) == 1 else f"{day}-{index}.parquet"
+                os.rename(path, partitioned / month_folder(day) / name)
+        shutil.rmtree(by_day)
+    assert how.previous is not None or not how.reused
+    for stamps in how.reused.values():
+        for stamp in stamps:
+            (staging / stamp.path).parent.mkdir(exist_ok=True)
+            link_or_copy(how.previous / stamp.path, staging / stamp.path)  # type: ignore[operator]
+
+
+def _in_days(table: str) -> str:
+    """The condition `created_date_local in <temp table of days>`; bind the first and last day (zone maps)."""
+    return f"{ident(DAY_COLUMN)} between ? and ? and {ident(DAY_COLUMN)} in (select day from {ident(table)})"
+
+
+def _day_files(staging: Path) -> dict[str, list[FileStamp]]:
+    """The Parquet files of fct_chats in `staging`, by day."""
+    found: dict[str, list[FileStamp]] = {}
+    for path in sorted((staging / PARQUET_DIR / PARTITIONED).glob(f"{PARTITION_COLUMN}=*/*.parquet")):
+        found.setdefault(path.name[:10], []).append(FileStamp.of(staging, path))
+    return found
 
 
 def _require_same_raw(con: duckdb.DuckDBPyConnection, record: BuildRecord, home: Home) -> None:

@@ -4,10 +4,6 @@
         incremental_strategy='delete+insert',
         unique_key='resolution_key',
         on_schema_change='fail',
-        post_hook=[
-            "delete from {{ this }} where _batch_id not in ("
-            ~ "select batch_id from {{ source('raw', 'ingested_files') }} where status = 'loaded')"
-        ],
     )
 }}
 
@@ -30,8 +26,13 @@
 
     A batch stops being loaded when its file is re-delivered (`replaced`) or withdrawn (`retracted`,
     `chat-analytics retract`); its rows leave raw.chats but are still here. Every key with a row of such
-    a batch is touched too: re-resolved from its remaining rows. A key left with no rows at all produces
-    nothing to insert, so the post-hook deletes every row whose batch is no longer loaded.
+    a batch is touched too: re-resolved from its remaining rows, and the rows of the withdrawn batch stay
+    as `withdrawn` (kept for audit, and so that a key left with no loaded row at all is still seen as
+    changed downstream).
+
+    `_resolved_seq` numbers the builds that changed this table: every row written by a build carries
+    its number (one more than the newest before, also across a --full-refresh), so fct_chats applies
+    exactly the keys changed since it last ran, and the tests check what this build wrote.
 
     Performance (README, performance section):
       * staging is a view, parsed once per run and only for what is new: on an incremental run the
@@ -45,6 +46,7 @@
 -#}
 
 {%- set staged_key = "coalesce(chat_id, '')" %}
+{%- set seq = build_resolution_seq() %}
 {%- set flags = [
     'is_missing_id',
     'is_invalid_created_at',
@@ -57,15 +59,13 @@
 
 with
 
+{# Typed and validated once per build, for the batches not classified yet (int_chat_rows_pending). #}
 new_rows as (
 
     select
-        {{ staged_key }} as resolution_key,
+        resolution_key,
         {{ staged_columns | join(',\n        ') }}
-    from {{ ref('stg_raw__chats') }}
-    {% if is_incremental() %}
-        where _batch_id > {{ max_batch_id(this) }}
-    {% endif %}
+    from {{ ref('int_chat_rows_pending') }}
 
 ),
 
@@ -79,12 +79,21 @@ new_rows as (
 
     ),
 
-    {# Keys with a row of a batch that is no longer loaded (its file was replaced or retracted). #}
+    {# Rows of a batch that is no longer loaded (its file was replaced or retracted) not marked yet. #}
+    newly_withdrawn_rows as (
+
+        select resolution_key
+        from {{ this }}
+        where
+            disposition != 'withdrawn'
+            and _batch_id not in (select loaded_batches.batch_id from loaded_batches)
+
+    ),
+
     withdrawn_keys as (
 
         select distinct resolution_key
-        from {{ this }}
-        where _batch_id not in (select loaded_batches.batch_id from loaded_batches)
+        from newly_withdrawn_rows
 
     ),
 
@@ -109,6 +118,21 @@ new_rows as (
         where
             resolution_key in (select touched_keys.resolution_key from touched_keys)
             and _batch_id in (select loaded_batches.batch_id from loaded_batches)
+
+    ),
+
+    {# The rows of the touched keys whose batch is no longer loaded: kept, as `withdrawn`. #}
+    withdrawn_rows as (
+
+        select
+            resolution_key,
+            'withdrawn' as disposition,
+            is_conflicting_duplicate,
+            {{ staged_columns | join(',\n            ') }}
+        from {{ this }}
+        where
+            resolution_key in (select touched_keys.resolution_key from touched_keys)
+            and _batch_id not in (select loaded_batches.batch_id from loaded_batches)
 
     ),
 
@@ -268,14 +292,7 @@ multi_rows as (
             else 'superseded'
         end as disposition,
         is_conflicting_duplicate,
-        category_id,
-        is_customer_initiated,
-        created_at_utc,
-        resolved_at_utc,
-        {{ flags | join(',\n        ') }},
-        _batch_id,
-        _extract_date,
-        _line_number
+        {{ staged_columns | join(',\n        ') }}
     from validated
 
 ),
@@ -285,6 +302,10 @@ all_rows as (
     select * from single_rows
     union all
     select * from multi_rows
+    {% if is_incremental() %}
+        union all
+        select * from withdrawn_rows
+    {% endif %}
 
 ),
 
@@ -301,7 +322,8 @@ final as (
         is_conflicting_duplicate,
         _batch_id,
         _extract_date,
-        _line_number
+        _line_number,
+        cast({{ seq }} as bigint) as _resolved_seq
     from all_rows
 
 )

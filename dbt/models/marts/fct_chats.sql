@@ -1,7 +1,33 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook=[
+            "{% if is_incremental() %}{{ collect_changed_chats(this) }}{% endif %}",
+            "{% if is_incremental() %}delete from {{ this }} where chat_id in (select chat_id from temp.main.fct_chats__changed){% endif %}",
+        ],
+    )
+}}
+
 {#-
-    One row per chat: the last valid version of each chat id. Rebuilt in full each run (category
-    statuses depend on the newest category snapshot, which can change any chat's status).
+    One row per chat: the last valid version of each chat id, with its category status and local times.
+
+    Incremental: a build rewrites only the chats that changed since this table last ran (macro
+    collect_changed_chats, in a pre-hook, before anything is deleted):
+      * every chat id int_chat_versions_classified re-resolved since then (`_resolved_seq` above the
+        newest here): new chats, new versions, duplicates, and ids whose rows were re-delivered or
+        retracted (an id left with no valid version is deleted and not inserted again);
+      * every chat whose category now maps differently (a new categories snapshot that adds, removes,
+        disables or moves the chat's category): found from the mapping applied here
+        (source_category_id, category_status, root_category_id), so a snapshot that changes nothing
+        costs nothing.
+    Those chats are deleted, then inserted again from the classification. A --full-refresh (or a first
+    build) writes every chat. `_resolved_seq` is the number of the build that wrote the row
+    (build_resolution_seq).
 -#}
+
+{%- set seq = build_resolution_seq() %}
 
 with
 
@@ -14,7 +40,11 @@ chat_versions as (
         created_at_utc,
         resolved_at_utc
     from {{ ref('int_chat_versions_classified') }}
-    where disposition = 'chat'
+    where
+        disposition = 'chat'
+        {% if is_incremental() %}
+            and resolution_key in (select fct_chats__changed.chat_id from temp.main.fct_chats__changed)
+        {% endif %}
 
 ),
 
@@ -55,8 +85,7 @@ utc_window as (
     select
         date_trunc('hour', min(created_at_utc)) as first_hour,
         greatest(max(created_at_utc), max(resolved_at_utc)) as last_instant
-    from {{ ref('int_chat_versions_classified') }}
-    where disposition = 'chat'
+    from chat_versions
 
 ),
 
@@ -114,7 +143,9 @@ final as (
         resolved_at_utc is not null as is_resolved,
         (epoch_us(resolved_at_utc) - epoch_us(created_at_utc)) / 3600000000.0 as resolution_hours,
         cast(created_at_local as date) as created_date_local,
-        cast(resolved_at_local as date) as resolved_date_local
+        cast(resolved_at_local as date) as resolved_date_local,
+        category_id as source_category_id,
+        cast({{ seq }} as bigint) as _resolved_seq
     from localised
 
 )

@@ -25,14 +25,25 @@ source_chats as (
 
 ),
 
+{# Each timestamp is split by the pattern once (parsing.sql); the typed values come from the parts. #}
+split as (
+
+    select
+        *,
+        {{ timestamp_parts('created_at') }} as created_at_parts,
+        {{ timestamp_parts('resolved_at') }} as resolved_at_parts
+    from source_chats
+
+),
+
 typed as (
 
     select
         {{ clean_text('id') }} as chat_id,
         {{ clean_text('chat_category_id') }} as category_id,
         {{ parse_boolean('is_customer_initiated') }} as is_customer_initiated,
-        {{ parse_utc_timestamp('created_at') }} as created_at_utc,
-        {{ parse_utc_timestamp('resolved_at') }} as resolved_at_utc,
+        {{ utc_timestamp('created_at', 'created_at_parts') }} as created_at_utc,
+        {{ utc_timestamp('resolved_at', 'resolved_at_parts') }} as resolved_at_utc,
         {{ is_missing('resolved_at') }} as is_resolved_at_missing,
         id as raw_id,
         chat_category_id as raw_chat_category_id,
@@ -45,7 +56,7 @@ typed as (
         _extract_date,
         _line_number,
         _ingested_at
-    from source_chats
+    from split
 
 ),
 
