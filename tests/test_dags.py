@@ -34,7 +34,6 @@ os.environ.update(
 )
 
 import http.server  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import socket  # noqa: E402
@@ -43,7 +42,6 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from datetime import UTC, date, datetime, timedelta  # noqa: E402
-from types import ModuleType  # noqa: E402
 from typing import Any  # noqa: E402
 
 import airflow  # noqa: E402, F401  (Airflow before Cosmos)
@@ -53,6 +51,7 @@ import duckdb  # noqa: E402
 from chat_analytics.airflow_setup import POOL  # noqa: E402
 from chat_analytics.alerts import task_failure_alert  # noqa: E402
 from chat_analytics.generate import generate  # noqa: E402
+from chat_analytics.orchestration.dbt_group import DBT_BUILD_DONE_TASK, DBT_BUILD_TASK  # noqa: E402
 from chat_analytics.paths import Home  # noqa: E402
 
 DAGS = PROJECT / "dags"
@@ -76,16 +75,6 @@ def _dagbag(home: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     bag = DagBag(str(DAGS))
     assert bag.import_errors == {}
     return bag
-
-
-def _pipeline_module() -> ModuleType:
-    """The pipeline DAG file imported as a module (for its building blocks)."""
-    path = DAGS / f"{PIPELINE}_pipeline.py"
-    spec = importlib.util.spec_from_file_location("chat_analytics_pipeline_under_test", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _states(dag_run: Any) -> dict[str, tuple[str, int]]:
@@ -160,11 +149,10 @@ def _model_task(tasks: dict[str, Any], name: str) -> Any:
 
 def test_pipeline_shape(bag: Any) -> None:
     dag = bag.dags[PIPELINE]
-    module = _pipeline_module()
     manifest = json.loads(MANIFEST.read_text())
     models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
     tasks = dag.task_dict
-    build, done = tasks[module.DBT_BUILD_TASK], tasks[module.DBT_BUILD_DONE_TASK]
+    build, done = tasks[DBT_BUILD_TASK], tasks[DBT_BUILD_DONE_TASK]
 
     assert [t.task_id for t in dag.roots] == ["ingest"]
     # one `dbt build` after ingest; every other dbt task starts after it and after ingest
@@ -213,16 +201,13 @@ def test_only_the_build_runs_dbt_and_every_warehouse_task_is_in_the_single_slot_
     from cosmos.operators.watcher import DbtProducerWatcherOperator
 
     dag = bag.dags[PIPELINE]
-    module = _pipeline_module()
-    writers = {"ingest", module.DBT_BUILD_TASK, "publish", "report"}
-    assert {t.task_id for t in dag.tasks if isinstance(t, DbtProducerWatcherOperator)} == {
-        module.DBT_BUILD_TASK
-    }
+    writers = {"ingest", DBT_BUILD_TASK, "publish", "report"}
+    assert {t.task_id for t in dag.tasks if isinstance(t, DbtProducerWatcherOperator)} == {DBT_BUILD_TASK}
     assert {t.task_id: t.pool for t in dag.tasks if t.task_id in writers} == {t: POOL for t in writers}
     # the model and test tasks only read the build's results: not in the pool, so they do not queue
     assert {t.pool for t in dag.tasks if t.task_id not in writers} == {"default_pool"}
     # the dbt commands leave out unit tests, as `chat-analytics build` does
-    build = dag.get_task(module.DBT_BUILD_TASK)
+    build = dag.get_task(DBT_BUILD_TASK)
     assert build.env["DBT_EXCLUDE_RESOURCE_TYPES"] == "unit_test"
     feed = bag.dags[FEED]
     assert [t.task_id for t in feed.tasks] == ["drop_next_extract"]
@@ -407,7 +392,7 @@ def test_error_severity_fails_the_run_on_the_first_try_and_shows_where(
     _unreadable_chat_times(home)
     monkeypatch.setenv("CHAT_ANALYTICS_ALERT_WEBHOOK", url)
     dag = _dagbag(home.root, monkeypatch).dags[PIPELINE]
-    build = _pipeline_module().DBT_BUILD_TASK
+    build = DBT_BUILD_TASK
 
     dag_run = dag.test()  # the DAG's own retries: none on the dbt tasks, so nothing to wait for
 
@@ -476,7 +461,7 @@ def test_publish_refuses_when_the_build_reported_nothing(
     home = Home(tmp_path / "home")
     generate(home, chats=300, start=START, end=date(2000, 1, 2), seed=8, dirty=False)
     dag = _dagbag(home.root, monkeypatch).dags[PIPELINE]
-    build = _pipeline_module().DBT_BUILD_TASK
+    build = DBT_BUILD_TASK
 
     dag_run = dag.test(mark_success_pattern=re.escape(build))
 

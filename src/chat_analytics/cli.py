@@ -117,24 +117,25 @@ def _cmd_retract(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from chat_analytics.build import build, preload_dbt
-    from chat_analytics.ingest import ingest
-    from chat_analytics.publish import PublishRefused, publish
-    from chat_analytics.report import report
+    from chat_analytics.publish import PublishRefused
+    from chat_analytics.steps import StepFailed, ingest_step, publish_step, report_step
 
     home = Home.resolve(args.home)
     preload_dbt()  # dbt's import (CPU) overlaps the ingest (mostly DuckDB, outside the GIL)
-    if not ingest(home).ok:
-        log.error("ingest reported bad files: not building; fix or remove them and run again")
+    try:
+        ingest_step(home)
+    except StepFailed as exc:
+        log.error("not building: %s", exc)
         return 1
     if build(home, full_refresh=args.full_refresh, unit_tests=args.unit_tests) != 0:
         log.error("build failed: not publishing; %s stays as it was", home.serving)
         return 1
     try:
-        publish(home)
+        publish_step(home)
     except PublishRefused as exc:  # like `publish`: a build that is not publishable is exit 1
         log.error("%s", exc)
         return 1
-    report(home)
+    report_step(home)
     return 0
 
 

@@ -1,0 +1,67 @@
+"""The pipeline's steps, shared by `chat-analytics run` and the Airflow DAG's tasks.
+
+Each step takes the home and does one thing; what the CLI and the DAG do differently (exit codes, Airflow
+exceptions, the pipeline lock) stays with them. A step that cannot give the next one what it needs raises
+`StepFailed` with the message a user acts on: retrying does not help until they do.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from chat_analytics.paths import Home
+
+log = logging.getLogger(__name__)
+
+
+class StepFailed(Exception):
+    """A step ended without what the next step needs; the message says what to do."""
+
+
+def ingest_step(home: Home, *, build_id: str | None = None) -> dict[str, int]:
+    """Load every new landing file; `StepFailed` when any file is bad (the good ones are loaded).
+
+    With `build_id` (the DAG, whose dbt build runs elsewhere), a new build is marked started in the build
+    record before any model is touched: until `publish` finishes it, nothing publishes it.
+    """
+    from chat_analytics.build_record import start_build
+    from chat_analytics.ingest import ingest
+    from chat_analytics.warehouse import read_raw_state
+
+    report = ingest(home)
+    if report.ok and build_id is not None and home.warehouse.is_file():
+        start_build(home, build_id=build_id, raw_state=read_raw_state(home.warehouse))
+    if not report.ok:
+        bad = "; ".join(f"{o.file_name}: {o.reason}" for o in report.failed)
+        raise StepFailed(
+            f"{len(report.failed)} bad landing file(s), nothing downstream runs until they are fixed or "
+            f"removed from {home.landing}: {bad}"
+        )
+    if not home.warehouse.is_file():
+        raise StepFailed(
+            f"no landing files in {home.landing} and no warehouse yet: drop extracts into landing, run "
+            "`chat-analytics generate`, or trigger the chat_analytics_sample_feed DAG"
+        )
+    loaded = [o for o in report.outcomes if o.status == "loaded"]
+    return {
+        "files_loaded": len(loaded),
+        "rows_loaded": sum(o.rows_loaded for o in loaded),
+        "rows_rejected": sum(o.rows_rejected for o in loaded),
+        "files_skipped": report.count("skipped"),
+    }
+
+
+def publish_step(home: Home, *, run_id: str | None = None) -> dict[str, object]:
+    """Publish the marts of the newest green build (`PublishRefused` otherwise)."""
+    from chat_analytics.publish import publish
+
+    result = publish(home, run_id=run_id)
+    return {"database": str(result.database), "rows": result.row_counts}
+
+
+def report_step(home: Home) -> Path:
+    """Write `serving/report.html` from the published file."""
+    from chat_analytics.report import report
+
+    return report(home)
