@@ -69,7 +69,14 @@ from cosmos.constants import (
 )
 
 from chat_analytics import resources
-from chat_analytics.airflow_setup import MANIFEST, POOL, WAREHOUSE_ENV, pipeline_home, stale_dbt_inputs
+from chat_analytics.airflow_setup import (
+    MANIFEST,
+    PIPELINE_TIMEZONE,
+    POOL,
+    WAREHOUSE_ENV,
+    pipeline_home,
+    stale_dbt_inputs,
+)
 from chat_analytics.alerts import cosmos_warning_alert, dbt_warning_alert, task_failure_alert, warn_findings
 from chat_analytics.build_record import (
     ensure_running,
@@ -84,7 +91,7 @@ from chat_analytics.pipeline_lock import pipeline_lock
 log = logging.getLogger(__name__)
 
 DAG_ID = "chat_analytics"
-TIMEZONE = "Australia/Melbourne"
+TIMEZONE = PIPELINE_TIMEZONE  # Australia/Melbourne
 SCHEDULE = "0 6 * * *"  # 06:00 local time, every day
 OWNER = "data-platform"
 TAGS = ["chat-analytics", "dbt", "duckdb", "daily"]
@@ -248,7 +255,7 @@ def _freshness_checked(
     record_cosmos_freshness(home_dir, sources)
     names, messages = warn_findings((sources or {}).get("results") or [], freshness=True)
     if names:
-        dbt_warning_alert({**context, "test_names": names, "test_results": messages})
+        dbt_warning_alert({**context, "home": home_dir, "test_names": names, "test_results": messages})
     return []
 
 
