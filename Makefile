@@ -45,13 +45,13 @@ test: setup browser ## run the test suite (pytest on real DuckDB files, dbt and 
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: setup ## ruff (Python) and sqlfluff (dbt SQL)
-	$(BIN)/ruff check src tests dags bench
-	$(BIN)/ruff format --check src tests dags bench
+	$(BIN)/ruff check src tests dags bench assets
+	$(BIN)/ruff format --check src tests dags bench assets
 	$(BIN)/sqlfluff lint dbt
 
 format: setup ## apply ruff and sqlfluff fixes
-	$(BIN)/ruff format src tests dags bench
-	$(BIN)/ruff check --fix src tests dags bench
+	$(BIN)/ruff format src tests dags bench assets
+	$(BIN)/ruff check --fix src tests dags bench assets
 	$(BIN)/sqlfluff fix dbt
 
 airflow: setup ## start Airflow 3 (standalone) with this project's DAGs on http://localhost:8080; prints the login
@@ -104,7 +104,7 @@ browser: ## make sure headless Chromium is there for the report test (apt-get in
 		exit 1; \
 	fi
 
-assets: setup browser ## redraw assets/: architecture diagram (needs Graphviz) and the report screenshot
+assets: setup browser ## redraw assets/: architecture diagram (needs Graphviz), report and Airflow grid screenshots
 	@command -v dot >/dev/null 2>&1 || { echo "Graphviz is missing: apt-get install -y graphviz" >&2; exit 1; }
 	dot -Tsvg assets/architecture.dot -o assets/architecture.svg
 	dot -Tpng -Gdpi=110 assets/architecture.dot -o assets/architecture.png
@@ -112,6 +112,7 @@ assets: setup browser ## redraw assets/: architecture diagram (needs Graphviz) a
 	$(CA) generate --home "$(ASSETS_HOME)" --dirty
 	$(CA) run --home "$(ASSETS_HOME)"
 	$(BIN)/python -m chat_analytics.browser "$(ASSETS_HOME)/serving/report.html" --screenshot assets/report.png
+	$(BIN)/python assets/airflow_grid.py --home "$(ASSETS_HOME)" --out assets/airflow-grid.png
 
 BENCH_ARGS ?=
 bench: setup ## time generate/ingest/build/publish/run per size against a plain-SQL floor (bench/results/)

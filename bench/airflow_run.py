@@ -33,6 +33,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,13 @@ def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def run(home: Path, timeout: float) -> tuple[dict[str, Any], bool]:
-    """Start Airflow, trigger and wait for one run, stop Airflow; the figures and whether all succeeded."""
+def run(
+    home: Path, timeout: float, then: Callable[[Api, str, str], None] | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Start Airflow, trigger and wait for one run, stop Airflow; the figures and whether all succeeded.
+
+    `then(api, base_url, run_id)`, when given, runs after the run ended, before Airflow stops (logged in).
+    """
     for key in [k for k in os.environ if k.startswith("AIRFLOW")]:
         del os.environ[key]  # only this instance's settings
     os.environ["CHAT_ANALYTICS_HOME"] = str(home)
@@ -138,6 +144,8 @@ def run(home: Path, timeout: float) -> tuple[dict[str, Any], bool]:
         tis = tis["task_instances"]
         not_ok = {t["task_id"]: t["state"] for t in tis if t["state"] != "success"}
         retried = sorted(t["task_id"] for t in tis if (t.get("try_number") or 0) > 1)
+        if then is not None:
+            then(api, standalone.url, dag_run["dag_run_id"])
     finally:
         standalone.stop()
     log.info("run %s: %s in %.1f s, %d tasks", dag_run["dag_run_id"], dag_run["state"], seconds, len(tis))

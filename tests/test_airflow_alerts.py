@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from chat_analytics import alerts
+from chat_analytics import airflow_notes, alerts
 from chat_analytics.alerts import (
     Alert,
     cosmos_warning_alert,
@@ -163,3 +163,81 @@ def test_warnings_of_a_dbt_invocation_reach_the_warning_callback(tmp_path, caplo
     caplog.clear()
     cosmos_warning_alert(str(tmp_path / "nothing-here"), context={"task_instance": ti})  # no artefacts
     assert caplog.text == ""
+
+
+class _AirflowApi(http.server.BaseHTTPRequestHandler):
+    """Airflow's REST API as far as the notes use it: a token, then PATCHes (recorded)."""
+
+    patches: list[tuple[str, dict[str, Any]]]
+
+    def _answer(self, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self._answer({"access_token": "token"})
+
+    def do_PATCH(self) -> None:
+        assert self.headers["Authorization"] == "Bearer token"
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        self.patches.append((self.path, body))
+        self._answer({})
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+def test_warnings_become_notes_on_the_task_and_the_run(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    patches: list[tuple[str, dict[str, Any]]] = []
+    handler = type("Api", (_AirflowApi,), {"patches": patches})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(airflow_notes.API_URL_ENV, f"http://127.0.0.1:{server.server_address[1]}/")
+    monkeypatch.setenv(airflow_notes.USER_ENV, "admin")
+    monkeypatch.setenv(airflow_notes.PASSWORD_ENV, "admin")
+    ti = SimpleNamespace(
+        dag_id="chat_analytics",
+        run_id="manual__x+1",
+        task_id="dbt.dbt_producer_watcher",
+        log_url="http://log",
+    )
+    try:
+        # the build task: its freshness, then its `dbt build`; the run's note counts both
+        dbt_warning_alert({"ti": ti, "home": str(tmp_path), "test_names": ["freshness of raw.chats"]})
+        dbt_warning_alert({"ti": ti, "home": str(tmp_path), "test_names": ["a", "b"], "test_results": ["2"]})
+    finally:
+        server.shutdown()
+        server.server_close()
+    run = "/api/v2/dags/chat_analytics/dagRuns/manual__x%2B1"
+    assert [p for p, _ in patches] == [
+        f"{run}/taskInstances/dbt.dbt_producer_watcher?update_mask=note",
+        f"{run}?update_mask=note",
+    ] * 2
+    task_note, run_note = patches[-2][1]["note"], patches[-1][1]["note"]
+    assert task_note == "3 warn-severity findings:\n- freshness of raw.chats: warn\n- a: 2\n- b: warn"
+    assert run_note.startswith(
+        "**3 warn-severity findings** (the run goes on): freshness of raw.chats, a, b."
+    )
+    assert "(http://log)" in run_note
+    assert f"({(tmp_path / 'serving' / 'report.html').as_uri()})" in run_note
+
+
+def test_notes_never_fail_the_task(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    ti = SimpleNamespace(dag_id="chat_analytics", run_id="r", task_id="t")
+    context = {"ti": ti, "test_names": ["a"], "test_results": ["x"]}
+    monkeypatch.delenv(airflow_notes.USER_ENV, raising=False)
+    dbt_warning_alert(context)  # no login: no note, one line
+    assert "no Airflow notes for the warnings" in caplog.text
+    monkeypatch.setenv(airflow_notes.USER_ENV, "admin")
+    monkeypatch.setenv(airflow_notes.PASSWORD_ENV, "admin")
+    monkeypatch.setenv(airflow_notes.API_URL_ENV, "http://127.0.0.1:9")  # nothing listens
+    dbt_warning_alert(context)
+    assert "could not set the Airflow notes for the warnings" in caplog.text
+    assert (
+        len(airflow_notes.task_note({str(n): "x" * 50 for n in range(100)})) == airflow_notes.MAX_NOTE_CHARS
+    )

@@ -11,6 +11,7 @@ Bounded: the test gives up DEADLINE_SECONDS after starting Airflow (stopping it 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import socket
@@ -82,6 +83,8 @@ def live_airflow(tmp_path: Path) -> Iterator[tuple[Api, Home, Path, float]]:
     env.pop("CHAT_ANALYTICS_ALERT_WEBHOOK", None)
     launcher = [sys.executable, "-m", "chat_analytics.airflow_setup"]
     pid_file = airflow_home / "standalone.pid"
+    airflow_home.mkdir()
+    (airflow_home / "standalone.log").write_text("the previous start's log\n")  # kept: make airflow rotates
     started = time.monotonic()
     try:
         start = subprocess.run(
@@ -90,6 +93,7 @@ def live_airflow(tmp_path: Path) -> Iterator[tuple[Api, Home, Path, float]]:
         log = airflow_home / "standalone.log"
         assert start.returncode == 0, f"{start.stderr}\n{log.read_text()[-5000:] if log.exists() else ''}"
         assert f"{USER} / {PASSWORD}" in start.stdout  # the login is printed on start
+        assert (airflow_home / "standalone.log.1").read_text() == "the previous start's log\n"
         print(f"airflow standalone up in {time.monotonic() - started:.0f} s on port {port}")
         yield Api(f"http://localhost:{port}"), home, airflow_home, started
     finally:
@@ -158,3 +162,14 @@ def test_standalone_runs_the_pipeline_through_the_rest_api(
 
     with duckdb.connect(str(home.warehouse), read_only=True) as con:
         assert con.execute("select count(*) from analytics.fct_chats").fetchone()[0] > 1_500
+
+    # the sample's warn-severity findings: green tasks, but noted on the build task and on the run
+    record = json.loads((home.warehouse_dir / "last_build.json").read_text())
+    warned = [u.split(".")[2] for u, n in record["nodes"].items() if n["status"] == "warn"]
+    assert warned
+    run_note = api.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{quoted}")["note"]
+    build_note = {t["task_id"]: t["note"] for t in tis}["dbt.dbt_producer_watcher"]
+    assert run_note.startswith(f"**{len(warned)} warn-severity finding"), run_note
+    assert (home.serving / "report.html").as_uri() in run_note
+    assert build_note.startswith(f"{len(warned)} warn-severity finding"), build_note
+    assert all(name in build_note for name in warned)

@@ -84,3 +84,27 @@ def test_env_command_prints_exports(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     out = capsys.readouterr().out
     assert f"export AIRFLOW_HOME={tmp_path}\n" in out
     assert "export AIRFLOW__CORE__DAGS_FOLDER=" in out
+
+
+def test_the_ui_and_airflow_use_the_pipelines_time_zone(tmp_path: Path) -> None:
+    sa = Standalone(airflow_home=tmp_path)
+    assert sa.env({})["AIRFLOW__CORE__DEFAULT_TIMEZONE"] == "Australia/Melbourne"
+    assert airflow_setup.PIPELINE_TIMEZONE == "Australia/Melbourne"
+    assert sa.env({"AIRFLOW__CORE__DEFAULT_TIMEZONE": "UTC"})["AIRFLOW__CORE__DEFAULT_TIMEZONE"] == "UTC"
+    compose = (airflow_setup.PROJECT_ROOT / "docker-compose.yml").read_text()
+    assert "AIRFLOW__CORE__DEFAULT_TIMEZONE: Australia/Melbourne" in compose
+
+
+def test_start_keeps_the_previous_logs(tmp_path: Path) -> None:
+    """`make airflow` rotates standalone.log (bounded), never truncates it."""
+    log = tmp_path / airflow_setup.LOG_FILE
+    for start in range(airflow_setup.LOG_KEEP + 3):
+        airflow_setup.rotate_log(log)
+        assert not log.exists()
+        log.write_text(f"start {start}\n")
+    kept = sorted(tmp_path.glob(f"{airflow_setup.LOG_FILE}.*"))
+    assert len(kept) == airflow_setup.LOG_KEEP
+    latest = airflow_setup.LOG_KEEP + 2
+    assert log.read_text() == f"start {latest}\n"
+    for n in range(1, airflow_setup.LOG_KEEP + 1):
+        assert (tmp_path / f"{airflow_setup.LOG_FILE}.{n}").read_text() == f"start {latest - n}\n"

@@ -40,6 +40,8 @@ import socket  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+import urllib.parse  # noqa: E402
+import urllib.request  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from datetime import UTC, date, datetime, timedelta  # noqa: E402
 from typing import Any  # noqa: E402
@@ -96,6 +98,18 @@ def _recorded_nodes(home: Home) -> dict[str, dict[str, Any]]:
     """The dbt models and tests of the home's build record (hooks left out) by unique id."""
     record = json.loads((home.warehouse_dir / "last_build.json").read_text())
     return {u: n for u, n in record["nodes"].items() if not u.startswith("operation.")}
+
+
+def _manifest_nodes(*kinds: str) -> set[str]:
+    """Unique ids of the dbt project's nodes of these resource types (unit tests are not nodes)."""
+    manifest = json.loads(MANIFEST.read_text())
+    return {u for u, n in manifest["nodes"].items() if n["resource_type"] in kinds}
+
+
+def _test_counts(published: Path) -> tuple[int, int, int]:
+    with duckdb.connect(str(published), read_only=True) as con:
+        query = "select tests_pass, tests_warn, tests_error from analytics.analytics._build_info"
+        return con.execute(query).fetchone()
 
 
 def _release_dbt_duckdb() -> None:
@@ -284,11 +298,17 @@ def test_dag_run_builds_the_same_marts_as_the_cli(
     ]
     assert any(w.startswith("WARNING dbt.dbt_producer_watcher: ") for w in warnings), warnings
 
-    # the DAG ran the same models and data tests as `chat-analytics build`, and no unit test
-    dag_nodes = _recorded_nodes(Home(dag_home))
-    assert set(dag_nodes) == set(_recorded_nodes(Home(cli_home)))
+    # the DAG ran the same models and data tests as `chat-analytics run`, and no unit test: the ids each
+    # build recorded, compared with each other and with every model and data test of the dbt project
+    dag_nodes, cli_nodes = _recorded_nodes(Home(dag_home)), _recorded_nodes(Home(cli_home))
+    dag_tests = {u for u in dag_nodes if u.startswith("test.")}
+    cli_tests = {u for u in cli_nodes if u.startswith("test.")}
+    assert dag_tests == cli_tests, (sorted(cli_tests - dag_tests), sorted(dag_tests - cli_tests))
+    assert set(dag_nodes) == set(cli_nodes) == _manifest_nodes("model", "test")
     assert {u.split(".")[0] for u in dag_nodes} == {"model", "test"}
     assert {"success", "pass", "warn"} >= {n["status"] for n in dag_nodes.values()}
+    # the staging view of the chats has unit tests only (CI's), so no test task: nothing of it left out
+    assert not [u for u in _manifest_nodes("test") if "stg_raw__chats" in u]
 
     _release_dbt_duckdb()
     dag_marts, cli_marts = _marts(Home(dag_home).warehouse), _marts(Home(cli_home).warehouse)
@@ -307,6 +327,8 @@ def test_dag_run_builds_the_same_marts_as_the_cli(
         rows = con.execute("select count(*) from analytics.analytics.fct_chats").fetchone()[0]
     assert run_id == dag_run.run_id and errors == 0
     assert rows == len(dag_marts["fct_chats"])
+    # ... and both published files count the same tests
+    assert _test_counts(published) == _test_counts(Home(cli_home).serving / "analytics.duckdb")
 
 
 class _Hook(http.server.BaseHTTPRequestHandler):
@@ -474,6 +496,101 @@ def test_publish_refuses_when_the_build_reported_nothing(
     assert record["build_id"] == dag_run.run_id and record["status"] == "finished"
     assert record["error"].startswith("no dbt result for ")
     _release_dbt_duckdb()
+
+
+@pytest.fixture
+def api_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Airflow's own API server (REST API v2, simple auth manager) on this test's metadata database."""
+    import uvicorn
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+
+    user, password = "note-tester", "note-test-password"
+    passwords = tmp_path / "passwords.json"
+    passwords.write_text(json.dumps({user: password}))
+    for key, value in {
+        "AIRFLOW__CORE__AUTH_MANAGER": (
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        ),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{user}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__API_AUTH__JWT_SECRET": "test-only-secret-" + "x" * 48,
+        "CHAT_ANALYTICS_AIRFLOW_USER": user,
+        "CHAT_ANALYTICS_AIRFLOW_PASSWORD": password,
+    }.items():
+        monkeypatch.setenv(key, value)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(apps="core"), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the API server did not start"
+        time.sleep(0.1)
+    url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("CHAT_ANALYTICS_AIRFLOW_API_URL", url)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        purge_cached_app()
+
+
+def test_warnings_become_notes_on_the_task_and_the_run(
+    airflow_db: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api_server: str
+) -> None:
+    """A warn-severity finding leaves the build task green but noted, and the run's note counts it."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    home = Home(tmp_path / "home")
+    generate(home, chats=300, start=START, end=date(2000, 1, 2), seed=3, dirty=False)
+    dag = _dagbag(home.root, monkeypatch).dags[PIPELINE]
+    build = DBT_BUILD_TASK
+
+    dag_run = dag.test()
+
+    assert str(dag_run.state) == "success", _states(dag_run)
+    record = json.loads((home.warehouse_dir / "last_build.json").read_text())
+    warned = sorted(u.split(".")[2] for u, n in record["nodes"].items() if n["status"] == "warn")
+    assert warned  # the sample's categories have empty `disabled` values: warn-severity findings
+    with create_session() as session:
+        run_note = session.query(DagRun).filter_by(dag_id=PIPELINE, run_id=dag_run.run_id).one().note
+        ti = (
+            session.query(TaskInstance).filter_by(dag_id=PIPELINE, run_id=dag_run.run_id, task_id=build).one()
+        )
+        build_state, build_note = str(ti.state), ti.note
+    assert build_state == "success"  # warnings never fail the task
+    assert run_note and run_note.startswith(f"**{len(warned)} warn-severity finding")
+    assert (home.serving / "report.html").as_uri() in run_note and "/dags/chat_analytics/runs/" in run_note
+    assert build_note and build_note.startswith(f"{len(warned)} warn-severity finding")
+    assert all(name in build_note and name in run_note for name in warned)
+    # what the UI shows: the same notes through the REST API
+    token = _api_call(
+        api_server, "POST", "/auth/token", {"username": "note-tester", "password": "note-test-password"}
+    )
+    run_path = f"/api/v2/dags/{PIPELINE}/dagRuns/{urllib.parse.quote(dag_run.run_id, safe='')}"
+    assert _api_call(api_server, "GET", run_path, token=token["access_token"])["note"] == run_note
+    shown = _api_call(api_server, "GET", f"{run_path}/taskInstances/{build}", token=token["access_token"])
+    assert shown["note"] == build_note
+    # the other tasks carry no note
+    with create_session() as session:
+        noted = {t.task_id for t in session.query(TaskInstance).filter_by(run_id=dag_run.run_id) if t.note}
+    assert noted == {build}
+    _release_dbt_duckdb()
+
+
+def _api_call(base: str, method: str, path: str, body: Any = None, token: str = "") -> Any:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
 
 
 def test_sample_feed_dag_drops_the_next_day(

@@ -11,6 +11,10 @@ DuckDB takes one writer per file, and an open reader blocks the writer; every ta
 warehouse therefore runs in the pool `chat_analytics_warehouse` of one slot, which `init` (and so
 `start` and the Docker stack) creates: no manual step in the UI.
 
+`start` keeps the previous starts' `standalone.log` (rotated: `standalone.log.1` ... `.5`) and sets
+Airflow's `[core] default_timezone` to the pipeline's zone, Australia/Melbourne (the UI itself shows the
+browser's zone in Airflow 3.3: docs/airflow.md).
+
 Settings, all optional (environment): CHAT_ANALYTICS_AIRFLOW_HOME (default <project>/data/airflow),
 CHAT_ANALYTICS_AIRFLOW_PORT (8080), CHAT_ANALYTICS_AIRFLOW_USER / CHAT_ANALYTICS_AIRFLOW_PASSWORD
 (admin / admin), CHAT_ANALYTICS_AIRFLOW_PARALLELISM (4) and CHAT_ANALYTICS_HOME (<project>/data).
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -68,6 +73,11 @@ START_TIMEOUT_SECONDS = 180.0
 STOP_TIMEOUT_SECONDS = 30.0
 PID_FILE = "standalone.pid"
 LOG_FILE = "standalone.log"
+#: Earlier runs' logs kept beside it: standalone.log.1 (the previous start) ... standalone.log.<LOG_KEEP>.
+LOG_KEEP = 5
+#: The pipeline's time zone (its schedule's): Airflow's `[core] default_timezone` in what `make airflow`
+#: and `make up` start.
+PIPELINE_TIMEZONE = "Australia/Melbourne"
 PASSWORDS_FILE = "simple_auth_manager_passwords.json"
 #: Imported once by the scheduler's fork server (Airflow >= 3.3), inherited by every task process.
 FORKSERVER_PRELOAD = ",".join(
@@ -209,6 +219,8 @@ class Standalone:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            # naive dates (REST API, CLI) and the components' log times in the pipeline's zone
+            "AIRFLOW__CORE__DEFAULT_TIMEZONE": PIPELINE_TIMEZONE,
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "60",
             # Task processes fork from a server that imported dbt and Cosmos once: ~1 s less per task.
@@ -283,7 +295,7 @@ class Standalone:
                 f"port {self.port} is already in use: stop what uses it or pick another with {PORT_ENV}=..."
             )
         self.airflow_home.mkdir(parents=True, exist_ok=True)
-        self.log_file.write_bytes(b"")
+        rotate_log(self.log_file)
         log.info("preparing Airflow in %s (metadata database, pool %s)", self.airflow_home, POOL)
         self.init()
         log.info("starting airflow standalone; its log: %s", self.log_file)
@@ -329,6 +341,14 @@ class Standalone:
         stop_group(pid, timeout=timeout)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def rotate_log(path: Path, keep: int = LOG_KEEP) -> None:
+    """Keep the previous logs: `path` becomes `path.1`, `path.1` becomes `path.2`, ... up to `path.<keep>`."""
+    names = [path, *(path.with_name(f"{path.name}.{n}") for n in range(1, keep + 1))]
+    for newer, older in reversed(list(itertools.pairwise(names))):  # the oldest is overwritten first
+        if newer.exists():
+            newer.replace(older)
 
 
 def stop_group(pgid: int, *, timeout: float = STOP_TIMEOUT_SECONDS) -> None:

@@ -7,9 +7,10 @@ message (incoming-webhook format: `text` plus one attachment whose fields name t
 URL and error). Delivery problems are logged, never raised: an alert must not hide the failure itself.
 
 `dbt_warning_alert` is the Cosmos `on_warning_callback`: a warn-severity finding logs a WARNING line
-naming the tests and the run goes on. `cosmos_warning_alert` is a Cosmos operator `callback` that calls
-it for the warn-severity results of any dbt invocation (the DAG's one `dbt build` included, which Cosmos
-runs without `on_warning_callback`).
+naming the tests, becomes a note on the task instance and on the DAG run in Airflow's UI
+(chat_analytics.airflow_notes), and the run goes on. `cosmos_warning_alert` is a Cosmos operator
+`callback` that calls it for the warn-severity results of any dbt invocation (the DAG's one `dbt build`
+included, which Cosmos runs without `on_warning_callback`).
 """
 
 from __future__ import annotations
@@ -176,7 +177,9 @@ def _artefact_results(path: Path) -> list[Mapping[str, Any]]:
     return results if isinstance(results, list) else []
 
 
-def cosmos_warning_alert(project_dir: str, context: Mapping[str, Any] | None = None, **_: Any) -> None:
+def cosmos_warning_alert(
+    project_dir: str, context: Mapping[str, Any] | None = None, home: str | None = None, **_: Any
+) -> None:
     """astronomer-cosmos operator `callback`: pass the warn-severity findings of a dbt invocation on.
 
     In the watcher arrangement one task runs `dbt build` for every model and data test and Cosmos does
@@ -190,15 +193,19 @@ def cosmos_warning_alert(project_dir: str, context: Mapping[str, Any] | None = N
         more = warn_findings(_artefact_results(target / "sources.json"), freshness=True)
         names, messages = names + more[0], messages + more[1]
         if names:
-            dbt_warning_alert({**(context or {}), "test_names": names, "test_results": messages})
+            extra = {"home": home} if home else {}
+            dbt_warning_alert({**(context or {}), **extra, "test_names": names, "test_results": messages})
     except Exception:
         log.exception("could not pass on the dbt warnings")
 
 
 def dbt_warning_alert(context: Mapping[str, Any]) -> None:
-    """Cosmos `on_warning_callback`: log each warn-severity finding; the run goes on.
+    """Cosmos `on_warning_callback`: log each warn-severity finding and note them in the UI; the run goes on.
 
     Cosmos calls it after every dbt test and source freshness task, with empty lists when nothing warned.
+    In an Airflow task the findings also become notes on the task instance and the DAG run (with their
+    count and the report's link, chat_analytics.airflow_notes); `context["home"]` is the data home (default
+    the pipeline's).
     """
     names = [str(n) for n in context.get("test_names") or []]
     results = [str(r).strip() for r in context.get("test_results") or []]
@@ -209,3 +216,17 @@ def dbt_warning_alert(context: Mapping[str, Any]) -> None:
     results += [""] * (len(names) - len(results))
     for name, result in zip(names, results, strict=False):
         log.warning("WARNING %s: %s: %s (warn severity: the run goes on)", task_id, name, result or "warn")
+    if getattr(ti, "run_id", None):  # a real task instance: show the findings in the UI too
+        _note(context, names, [r or "warn" for r in results])
+
+
+def _note(context: Mapping[str, Any], names: list[str], messages: list[str]) -> None:
+    from chat_analytics.airflow_notes import note_warnings
+    from chat_analytics.airflow_setup import pipeline_home
+    from chat_analytics.paths import Home
+
+    try:
+        home = Home(Path(str(context.get("home") or pipeline_home())))
+        note_warnings(context, names, messages, report=home.serving / "report.html")
+    except Exception:  # a note must never fail the build
+        log.exception("could not note the dbt warnings in Airflow")

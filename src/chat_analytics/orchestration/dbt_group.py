@@ -75,7 +75,7 @@ def _freshness_checked(
     record_cosmos_freshness(home_dir, sources)
     names, messages = warn_findings((sources or {}).get("results") or [], freshness=True)
     if names:
-        dbt_warning_alert({**context, "test_names": names, "test_results": messages})
+        dbt_warning_alert({**context, "home": home_dir, "test_names": names, "test_results": messages})
     return []
 
 
