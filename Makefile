@@ -111,7 +111,7 @@ assets: setup browser ## redraw assets/: architecture diagram (needs Graphviz) a
 	rm -rf "$(ASSETS_HOME)"
 	$(CA) generate --home "$(ASSETS_HOME)" --dirty
 	$(CA) run --home "$(ASSETS_HOME)"
-	$(BIN)/python -m chat_analytics.browser "$(ASSETS_HOME)/serving/report.html" --screenshot assets/report.png
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python tests/browser.py "$(ASSETS_HOME)/serving/report.html" --screenshot assets/report.png
 
 BENCH_ARGS ?=
 bench: setup ## time generate/ingest/build/publish/run per size against a plain-SQL floor (bench/results/)

@@ -16,12 +16,16 @@ import duckdb
 import pytest
 
 from chat_analytics import report_charts as charts
-from chat_analytics.browser import check_page
 from chat_analytics.cli import main as cli_main
 from chat_analytics.dbt_docs import docs_path, generate_docs
 from chat_analytics.paths import Home, UserError
 from chat_analytics.publish import database_path
 from chat_analytics.report import report, report_path, short_id
+
+try:
+    from browser import check_page
+except ImportError:  # run from the repository root as a package
+    from tests.browser import check_page
 
 
 @pytest.fixture(scope="module")
