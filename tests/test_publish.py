@@ -30,8 +30,6 @@ from chat_analytics.publish import (
     QUARANTINE_REASONS,
     STORAGE_VERSION,
     PublishRefused,
-    database_path,
-    parquet_path,
     publish,
 )
 
@@ -50,7 +48,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
 
 def _published(home: Home) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
-    con.execute(f"attach '{database_path(home)}' as pub (read_only)")
+    con.execute(f"attach '{home.serving_database}' as pub (read_only)")
     con.execute(f"attach '{home.warehouse}' as warehouse (read_only)")
     return con
 
@@ -73,7 +71,7 @@ def _cli(home: Home, sql: str, *extra: str) -> subprocess.CompletedProcess[str]:
         *extra,
         "-cmd",
         "USE analytics.analytics",
-        str(database_path(home)),
+        str(home.serving_database),
     ]
     return subprocess.run(command, input=sql, capture_output=True, text=True, timeout=60, check=False)
 
@@ -188,7 +186,7 @@ def test_make_query_opens_the_cli_on_the_published_file(home: Home) -> None:
 
 
 def test_parquet_has_one_file_per_mart_and_fct_chats_by_month(home: Home) -> None:
-    folder = parquet_path(home)
+    folder = home.serving_parquet
     # layout (issue 11): parquet -> current/parquet, current -> .releases/<token>
     assert folder.is_symlink() and folder.resolve().parent.parent.name == ".releases"
     with _published(home) as con:
@@ -287,10 +285,10 @@ def test_the_seven_documented_queries_answer_from_the_published_file(home: Home)
 
 
 def test_an_open_reader_neither_blocks_publish_nor_sees_a_partial_file(home: Home) -> None:
-    reader = duckdb.connect(str(database_path(home)), read_only=True)
+    reader = duckdb.connect(str(home.serving_database), read_only=True)
     try:
         before = reader.execute(f"select run_id from analytics.analytics.{BUILD_INFO}").fetchone()
-        [parquet_file, *_] = sorted((parquet_path(home) / "fct_chats").glob("*/*.parquet"))
+        [parquet_file, *_] = sorted((home.serving_parquet / "fct_chats").glob("*/*.parquet"))
         parquet_reader = parquet_file.open("rb")
         result = publish(home, run_id="second-publish")
         assert result.run_id == "second-publish" and result.row_counts["fct_chats"] > 0
@@ -301,7 +299,7 @@ def test_an_open_reader_neither_blocks_publish_nor_sees_a_partial_file(home: Hom
         parquet_reader.close()
     finally:
         reader.close()
-    with duckdb.connect(str(database_path(home)), read_only=True) as fresh:
+    with duckdb.connect(str(home.serving_database), read_only=True) as fresh:
         assert fresh.execute(f"select run_id from analytics.analytics.{BUILD_INFO}").fetchone() == (
             "second-publish",
         )

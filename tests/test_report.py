@@ -17,10 +17,9 @@ import pytest
 
 from chat_analytics import report_charts as charts
 from chat_analytics.cli import main as cli_main
-from chat_analytics.dbt_docs import docs_path, generate_docs
+from chat_analytics.dbt_docs import generate_docs
 from chat_analytics.paths import Home, UserError
-from chat_analytics.publish import database_path
-from chat_analytics.report import report, report_path, short_id
+from chat_analytics.report import report, short_id
 
 try:
     from browser import check_page
@@ -34,7 +33,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     args = ["--home", str(root)]
     assert cli_main(["generate", *args, "--chats", "8000", "--dirty", "--seed", "5"]) == 0
     assert cli_main(["run", *args]) == 0
-    assert report_path(Home(root)).is_file(), "`run` ends with the report"
+    assert Home(root).report.is_file(), "`run` ends with the report"
     return Home(root)
 
 
@@ -62,7 +61,7 @@ class _Links(HTMLParser):
 
 def test_report_renders_in_chromium_without_errors_or_requests(home: Home, tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
-    result = check_page(report_path(home), screenshot=shot)
+    result = check_page(home.report, screenshot=shot)
     assert result.console_errors == []
     assert result.requests == [], "the report must not fetch anything"
     width, height = _png_size(shot)
@@ -85,7 +84,7 @@ def test_the_browser_check_does_catch_errors_and_requests(tmp_path: Path) -> Non
 
 
 def test_report_is_one_self_contained_file(home: Home) -> None:
-    html = report_path(home).read_text(encoding="utf-8")
+    html = home.report.read_text(encoding="utf-8")
     parser = _Links()
     parser.feed(html)
     assert parser.fetching == []
@@ -103,8 +102,8 @@ def test_report_is_one_self_contained_file(home: Home) -> None:
 
 
 def test_report_shows_the_published_figures(home: Home) -> None:
-    html = report_path(home).read_text(encoding="utf-8")
-    with duckdb.connect(str(database_path(home)), read_only=True) as con:
+    html = home.report.read_text(encoding="utf-8")
+    with duckdb.connect(str(home.serving_database), read_only=True) as con:
         con.execute("use analytics.analytics")
         chats, resolved = con.execute(
             "select count(*), count(*) filter (is_resolved) from fct_chats"
@@ -134,9 +133,9 @@ def test_report_reads_only_the_published_file(home: Home, tmp_path: Path) -> Non
     parked = tmp_path / "parked-warehouse"
     home.warehouse_dir.rename(parked)
     try:
-        before = report_path(home).stat().st_mtime_ns
-        assert report(home) == report_path(home)
-        assert report_path(home).stat().st_mtime_ns >= before
+        before = home.report.stat().st_mtime_ns
+        assert report(home) == home.report
+        assert home.report.stat().st_mtime_ns >= before
     finally:
         parked.rename(home.warehouse_dir)
     empty = Home(tmp_path / "unpublished")
@@ -147,7 +146,7 @@ def test_report_reads_only_the_published_file(home: Home, tmp_path: Path) -> Non
 
 def test_dbt_docs_site_works_offline_with_the_lineage_graph(home: Home) -> None:
     page = generate_docs(home)
-    assert page == docs_path(home) and page.stat().st_size > 1_000_000
+    assert page == home.docs and page.stat().st_size > 1_000_000
     html = page.read_text(encoding="utf-8")
     assert "model.chat_analytics.fct_chats" in html and "model.chat_analytics.daily_resolutions" in html
     result = check_page(page, fragment="!/model/model.chat_analytics.fct_chats?g_v=1")

@@ -22,14 +22,13 @@ import duckdb
 import jinja2
 from markupsafe import Markup
 
+from chat_analytics import duck, sql
 from chat_analytics import report_charts as charts
-from chat_analytics import sql
 from chat_analytics.paths import Home, UserError
-from chat_analytics.publish import BUILD_INFO, SCHEMA, database_path
+from chat_analytics.publish import BUILD_INFO, SCHEMA
 
 log = logging.getLogger(__name__)
 
-REPORT_NAME = "report.html"
 LOCAL_TZ = "Australia/Melbourne"
 TOP_N = 10
 TITLE = "Customer-support chats"
@@ -40,10 +39,6 @@ _RANKINGS = {
     "lowest_rate": ("lowest_resolution_rate_categories", "rank_lowest_resolution_rate"),
     "fastest": ("fastest_resolution_categories", "rank_fastest_resolution"),
 }
-
-
-def report_path(home: Home) -> Path:
-    return home.serving / REPORT_NAME
 
 
 @dataclass
@@ -65,11 +60,11 @@ class Figures:
 
 def report(home: Home) -> Path:
     """Write `serving/report.html` from the published marts; returns its path."""
-    source = database_path(home)
+    source = home.serving_database
     if not source.is_file():
         raise UserError(f"no published database at {source}: run `chat-analytics publish` first")
     figures = load(source)
-    target = report_path(home)
+    target = home.report
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(render(figures), encoding="utf-8")
@@ -89,11 +84,10 @@ def report(home: Home) -> Path:
 
 
 def load(source: Path) -> Figures:
-    con = duckdb.connect()
+    con = duck.connect()
     try:
-        con.execute("set enable_progress_bar = false")
         con.execute(f"set TimeZone = {sql.literal(LOCAL_TZ)}")
-        con.execute(f"attach {sql.literal(source)} as {sql.ident(_DB)} (read_only)")
+        duck.attach(con, source, _DB)
         return _figures(con)
     except duckdb.CatalogException as exc:
         raise UserError(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import duckdb
 
-from chat_analytics import resources, sql
-from chat_analytics.paths import Home, UserError
+from chat_analytics import duck, sql
+from chat_analytics.paths import Home
 
 SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {
     "chats": ("id", "chat_category_id", "created_at", "is_customer_initiated", "resolved_at"),
@@ -136,33 +136,19 @@ inner join batches as b on d._batch_id = b._batch_id
 def connect(home: Home) -> duckdb.DuckDBPyConnection:
     """Open the pipeline's working database (one writer at a time) and make sure the raw schema exists."""
     home.warehouse_dir.mkdir(parents=True, exist_ok=True)
+    con = duck.connect(home.warehouse, home=home)
     try:
-        con = duckdb.connect(str(home.warehouse))
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise UserError(
-                f"the warehouse {home.warehouse} is in use by another process; wait for it to finish "
-                "(analysts should read serving/, never the working file)"
-            ) from None
-        raise UserError(f"cannot open the warehouse {home.warehouse}: {exc}") from None
-    try:
-        _prepare(con, home)
+        con.execute(DDL)
+        for entity in SOURCE_COLUMNS:
+            # Warehouses created before `_extra` existed (their unexpected columns are varchar columns).
+            con.execute(
+                f"alter table {sql.qualified('raw', f'{entity}_data')} add column if not exists {EXTRA_DDL}"
+            )
+            con.execute(view_sql(entity))
     except BaseException:
         con.close()
         raise
     return con
-
-
-def _prepare(con: duckdb.DuckDBPyConnection, home: Home) -> None:
-    con.execute("set enable_progress_bar = false")
-    resources.apply(con, home)
-    con.execute(DDL)
-    for entity in SOURCE_COLUMNS:
-        # Warehouses created before `_extra` existed (their unexpected columns are varchar columns).
-        con.execute(
-            f"alter table {sql.qualified('raw', f'{entity}_data')} add column if not exists {EXTRA_DDL}"
-        )
-        con.execute(view_sql(entity))
 
 
 def raw_state(con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> str | None:
@@ -196,8 +182,5 @@ def read_raw_state(path: Path) -> str | None:
     """`raw_state` of a warehouse file, opened read-only for the moment (None when there is no file)."""
     if not path.is_file():
         return None
-    try:
-        with duckdb.connect(str(path), read_only=True) as con:
-            return raw_state(con)
-    except duckdb.Error as exc:
-        raise UserError(f"cannot read the warehouse {path} (in use by another process?): {exc}") from None
+    with duck.connect(path, read_only=True) as con:
+        return raw_state(con)
