@@ -22,8 +22,10 @@ from chat_analytics.paths import Home, UserError
 from chat_analytics.report import report, short_id
 
 try:
+    import reference
     from browser import check_page
-except ImportError:  # run from the repository root as a package
+except ImportError:  # tests/ imported as a package
+    from tests import reference
     from tests.browser import check_page
 
 
@@ -127,6 +129,37 @@ def test_report_shows_the_published_figures(home: Home) -> None:
     # one bar per day; 7 x 24 heatmap cells, weekday names from Monday
     assert html.count("customer-initiated</title></rect>") == days
     assert len(re.findall(r"<title>(Monday|Sunday) \d\d:00-\d\d:59", html)) == 48
+
+
+_CARD = re.compile(
+    r'<div class="card[^"]*"><div class="label">(.*?)</div><div class="value[^"]*">(.*?)</div>'
+    r'<div class="sub">(.*?)</div></div>'
+)
+
+
+def _long_date(day) -> str:
+    return f"{day:%a} {day.day} {day:%b %Y}"
+
+
+def test_report_headline_cards_match_the_reference(home: Home) -> None:
+    """The headline cards against figures the Python reference computes from the raw rows (no mart,
+    no report code): a wrong median, busiest or quietest day fails here."""
+    cards = {label: (value, sub) for label, value, sub in _CARD.findall(home.report.read_text("utf-8"))}
+    ref = reference.compute_reference(reference.load_raw(home.warehouse))
+    median = ref.customer_resolutions_median.iloc[0]
+    assert cards["Median per day"] == (
+        f"{median['median_per_day']:,.1f}".removesuffix(".0"),
+        f"customer-initiated chats resolved per day, over {int(median['days_counted']):,} days "
+        "(zeros included)",
+    )
+    extremes = {r.extreme: r for r in ref.resolution_extremes.itertuples()}
+    for label, extreme in (("Busiest day", "highest"), ("Quietest day", "lowest")):
+        day = extremes[extreme]
+        expected = (_long_date(day.resolution_date), f"{day.chats_resolved:,} chats resolved")
+        assert cards[label] == expected, label
+    chats = ref.fct_chats
+    assert cards["Chats"][0] == f"{len(chats):,}"
+    assert cards["Resolved"][0] == f"{int(chats['is_resolved'].sum()):,}"
 
 
 def test_report_reads_only_the_published_file(home: Home, tmp_path: Path) -> None:

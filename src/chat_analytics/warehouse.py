@@ -7,12 +7,9 @@ from pathlib import Path
 import duckdb
 
 from chat_analytics import duck, sql
+from chat_analytics.landing import SOURCE_COLUMNS
 from chat_analytics.paths import Home
 
-SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "chats": ("id", "chat_category_id", "created_at", "is_customer_initiated", "resolved_at"),
-    "categories": ("id", "parent_id", "disabled"),
-}
 # Manifest statuses. Only `loaded` batches count (the raw.<entity> views show only theirs); a batch
 # leaves `loaded` for good when its file is re-delivered with new content (`replaced`) or withdrawn by
 # `chat-analytics retract` (`retracted`); raw.file_actions says when, by whom and why; the rows stay.
@@ -21,7 +18,6 @@ LOADED, FAILED, REPLACED, RETRACTED = "loaded", "failed", "replaced", "retracted
 # ingested-at) and the batch's first row id live once per batch in raw.ingested_files and are joined in
 # by the raw.<entity> views.
 LINEAGE_DDL = "_batch_id bigint not null"
-RESERVED_PREFIX = "_"
 # Columns of a file beyond the contract's, per row: column name -> text (null when the file has none).
 # One column whatever the header holds, so an unexpected header never widens the table.
 EXTRA_COLUMN = "_extra"
