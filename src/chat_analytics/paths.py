@@ -11,9 +11,11 @@ HOME_ENV = "CHAT_ANALYTICS_HOME"
 DEFAULT_HOME = Path("data")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
-# What analysts read under serving/ (names of the links into the current release).
+# What analysts read under serving/ (names of the links into the current release), and inside it.
 SERVING_DATABASE = "analytics.duckdb"
 SERVING_PARQUET = "parquet"
+SERVING_SCHEMA = "analytics"  # the marts' schema, in the warehouse and in the published file
+BUILD_INFO = "_build_info"  # the published file's table saying which run, data and tests it holds
 
 
 class UserError(Exception):

@@ -68,7 +68,15 @@ from chat_analytics import duck
 from chat_analytics.build import release_warehouse
 from chat_analytics.build_record import BuildRecord, TestSummary, record_path
 from chat_analytics.faults import fault_point
-from chat_analytics.paths import PROJECT_ROOT, SERVING_DATABASE, SERVING_PARQUET, Home, UserError
+from chat_analytics.paths import (
+    BUILD_INFO,
+    PROJECT_ROOT,
+    SERVING_DATABASE,
+    SERVING_PARQUET,
+    SERVING_SCHEMA,
+    Home,
+    UserError,
+)
 from chat_analytics.pipeline_lock import pipeline_lock
 from chat_analytics.publish_delta import (
     DAY_COLUMN,
@@ -90,8 +98,7 @@ from chat_analytics.warehouse import raw_state
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "analytics"
-BUILD_INFO = "_build_info"
+SCHEMA = SERVING_SCHEMA
 STORAGE_VERSION = "v1.0.0"
 GIT_COMMIT_ENV = "CHAT_ANALYTICS_GIT_COMMIT"
 RELEASES = ".releases"

@@ -24,8 +24,7 @@ from markupsafe import Markup
 
 from chat_analytics import duck, sql
 from chat_analytics import report_charts as charts
-from chat_analytics.paths import Home, UserError
-from chat_analytics.publish import BUILD_INFO, SCHEMA
+from chat_analytics.paths import BUILD_INFO, SERVING_SCHEMA, Home, UserError
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ def _rows(
     con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None
 ) -> list[dict[str, Any]]:
     """Run `query` with `@name` meaning the published relation `name` (a constant of this module)."""
-    cursor = con.execute(query.replace("@", sql.qualified(_DB, SCHEMA) + "."), params or [])
+    cursor = con.execute(query.replace("@", sql.qualified(_DB, SERVING_SCHEMA) + "."), params or [])
     names = [d[0] for d in cursor.description or []]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -208,7 +207,7 @@ def render(f: Figures) -> str:
             for kind, title, note in _CATEGORY_SECTIONS
         ],
         quality=_quality(f),
-        schema=SCHEMA,
+        schema=SERVING_SCHEMA,
         commit=str(info.get("git_commit") or "unknown")[:12],
         dbt_version=str(info.get("dbt_version")),
         duckdb_version=str(info.get("duckdb_version")),
