@@ -25,13 +25,14 @@ from stat import S_ISREG
 
 import duckdb
 
-from chat_analytics import csvscan, duck, landing, sql
+from chat_analytics import csvscan, duck, landing, redelivery, sql
 from chat_analytics.faults import fault_point
 from chat_analytics.landing import SOURCE_COLUMNS
 from chat_analytics.lines import Reconciled, ReconciliationError, reconcile
+from chat_analytics.orphans import remove_orphans
 from chat_analytics.paths import Home, UserError
 from chat_analytics.retract import acting_user
-from chat_analytics.warehouse import EXTRA_COLUMN, LOADED, RETRACTED, connect, view_sql
+from chat_analytics.warehouse import EXTRA_COLUMN, LOADED, check_placement, connect, data_table
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,6 @@ REJECTS_TABLE = "ingest_reject_errors"
 REJECTS_SCAN = "ingest_reject_scans"
 BIG_LOAD_BYTES = 100 << 20
 SCAN_THREADS = 2
-# Tables whose rows belong to a batch of raw.ingested_files (see _remove_orphans).
-ORPHAN_TABLES = ("chats_data", "categories_data", "rejected_rows", "line_gaps")
 
 
 @dataclass
@@ -117,10 +116,10 @@ def ingest(home: Home) -> IngestReport:
         return report
     con = connect(home)
     try:
-        _remove_orphans(con)
+        remove_orphans(con)
         _remove_copies(home)
         candidates: list[_Candidate] = []
-        loaded = _loaded_files(con)
+        loaded = redelivery.loaded_files(con)
         for path, entity in files:
             outcome = FileOutcome(path=path, entity=entity)
             report.outcomes.append(outcome)
@@ -148,152 +147,6 @@ def _remove_copies(home: Home) -> None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _loaded_files(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, int, int], str]:
-    """(entity, file name, size, mtime) -> why to skip it, for the newest version of every file name when
-    that version is loaded or retracted: one query for the whole landing folder. A retracted file left in
-    landing unchanged is not loaded again; an older version's bytes put back are a re-delivery."""
-    known: dict[tuple[str, str, int, int], str] = {}
-    for entity, name, size, mtime, status, acted_at, acted_by in con.execute(
-        """
-        with newest as (
-            select max(batch_id) as batch_id
-            from raw.ingested_files
-            where status <> 'failed'
-            group by entity, file_name
-        )
-
-        select f.entity, f.file_name, f.file_bytes, f.file_mtime_ns, f.status, a.acted_at, a.acted_by
-        from raw.ingested_files as f
-        inner join newest on f.batch_id = newest.batch_id
-        left join raw.file_actions as a on f.batch_id = a.batch_id and a.action = 'retracted'
-        where f.status in ('loaded', 'retracted')
-        """
-    ).fetchall():
-        key = (entity, name, size, mtime)
-        known[key] = (
-            "already loaded (unchanged since)" if status == LOADED else _retracted_reason(acted_at, acted_by)
-        )
-    return known
-
-
-def _retracted_reason(acted_at: datetime | None, acted_by: str | None) -> str:
-    when = f"{acted_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if acted_at else "an unknown date"
-    return (
-        f"retracted on {when} by {acted_by or 'an unknown user'}; re-deliver corrected content under "
-        "this name or remove the file"
-    )
-
-
-def _remove_orphans(con: duckdb.DuckDBPyConnection) -> None:
-    """Remove stored rows whose batch has no manifest row, before anything else touches the warehouse.
-
-    A load writes its rows and its manifest rows in one transaction, yet a process killed inside that
-    commit can leave the rows without the manifest (DuckDB writes big inserts to the file ahead of the
-    commit). Such orphans are invisible in the raw views, but batch ids come from a sequence that may
-    roll back with the lost transaction: the next load could be given the same id and adopt them.
-    Finding them costs one scan of the batch-id columns (~0.1 s per 10 M rows); removing them (rare)
-    rewrites the data table, see _rewrite_without.
-    """
-    t0 = time.perf_counter()
-    known = {
-        r[0]
-        for r in con.execute("select batch_id from raw.ingested_files where status <> 'failed'").fetchall()
-    }
-    found: dict[str, dict[int, int]] = {}
-    for table in ORPHAN_TABLES:
-        name = sql.qualified("raw", table)
-        ids = [r[0] for r in con.execute(f"select distinct _batch_id from {name}").fetchall()]
-        orphans = sorted(i for i in ids if i not in known)
-        if orphans:
-            counts = con.execute(
-                f"select _batch_id, count(*) from {name} where _batch_id in (select unnest(?)) "
-                "group by 1 order by 1",
-                [orphans],
-            ).fetchall()
-            found[table] = dict(counts)
-    log.debug("checked for orphan rows in %.3f s", time.perf_counter() - t0)
-    if not found:
-        return
-    con.execute("begin transaction")
-    try:
-        for table, counts in found.items():
-            if table.endswith("_data"):
-                _rewrite_without(con, table, list(counts))
-            else:
-                con.execute(
-                    f"delete from {sql.qualified('raw', table)} where _batch_id in (select unnest(?))",
-                    [list(counts)],
-                )
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
-    con.execute("checkpoint")
-    for entity in SOURCE_COLUMNS:
-        if f"{entity}_data" in found:
-            con.execute(view_sql(entity))
-            _check_placement(con, entity, _first_rowids(con, entity))
-    for table, counts in found.items():
-        log.warning(
-            "removed %s orphan row(s) of batch id(s) %s from raw.%s in %.1f s (left by an ingest killed "
-            "while committing; their files were not recorded as loaded and load again)",
-            f"{sum(counts.values()):,}", _id_ranges(sorted(counts)), table, time.perf_counter() - t0,
-        )  # fmt: skip
-
-
-def _rewrite_without(con: duckdb.DuckDBPyConnection, table: str, orphans: list[int]) -> None:
-    """Replace raw.<table> by a copy without the orphans' rows, in the same row order; re-anchor batches.
-
-    A row's line number derives from its row id (warehouse.view_sql), and DuckDB renumbers the rows
-    after deleted ones whenever a later checkpoint compacts them: a plain `delete` would shift the line
-    numbers of every batch loaded after it. A fresh copy has no deleted rows, so its row ids never move.
-    The copy keeps the scan order (insertion order is preserved), so each batch's first row id is the
-    count of kept rows before it.
-    """
-    name, copy = sql.qualified("raw", table), sql.qualified("raw", f"{table}__rewrite")
-    log.info("rewriting raw.%s without the orphan rows of batch id(s) %s...", table, _id_ranges(orphans))
-    con.execute(f"drop table if exists {copy}")
-    con.execute(
-        f"create table {copy} as select * from {name} where _batch_id not in (select unnest(?))", [orphans]
-    )
-    con.execute(
-        f"""
-        update raw.ingested_files as f set first_rowid = kept.first_rowid
-        from (
-            select _batch_id, sum(count(*)) over (order by min(rowid)) - count(*) as first_rowid
-            from {name} where _batch_id not in (select unnest($orphans)) group by _batch_id
-        ) as kept
-        where f.batch_id = kept._batch_id
-        """,
-        {"orphans": orphans},
-    )
-    con.execute(f"drop table {name}")
-    con.execute(f"alter table {copy} rename to {sql.ident(table)}")
-    con.execute(f"alter table {name} alter column _batch_id set not null")
-
-
-def _first_rowids(con: duckdb.DuckDBPyConnection, entity: str) -> dict[int, int]:
-    """Every batch of the entity with rows, and the first row id the manifest holds for it."""
-    return dict(
-        con.execute(
-            "select batch_id, first_rowid from raw.ingested_files "
-            "where entity = ? and first_rowid is not null and status <> 'failed'",
-            [entity],
-        ).fetchall()
-    )
-
-
-def _id_ranges(ids: list[int]) -> str:
-    """`[1, 2, 3, 7]` -> `1-3, 7`."""
-    runs: list[list[int]] = []
-    for i in ids:
-        if runs and i == runs[-1][1] + 1:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def _precheck(
@@ -404,42 +257,6 @@ def _copy(c: _Candidate) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class _KnownContent:
-    """A loaded or retracted file with the same bytes as a candidate."""
-
-    file_name: str
-    extract_date: date
-    status: str
-    acted_at: datetime | None
-    acted_by: str | None
-
-
-def _known_content(con: duckdb.DuckDBPyConnection, entity: str, sha256: str) -> list[_KnownContent]:
-    """The loaded and the retracted files of `entity` whose content has this SHA-256, oldest first."""
-    rows = con.execute(
-        """
-        select f.file_name, f.extract_date, f.status, a.acted_at, a.acted_by
-        from raw.ingested_files as f
-        left join raw.file_actions as a on f.batch_id = a.batch_id and a.action = 'retracted'
-        where f.entity = ? and f.sha256 = ? and f.status in ('loaded', 'retracted')
-        order by f.batch_id
-        """,
-        [entity, sha256],
-    ).fetchall()
-    return [_KnownContent(*row) for row in rows]
-
-
-def _newest_version(con: duckdb.DuckDBPyConnection, entity: str, file_name: str) -> tuple[str, str] | None:
-    """(status, sha256) of the newest version of this file name that did not fail, if any."""
-    row = con.execute(
-        "select status, sha256 from raw.ingested_files "
-        "where entity = ? and file_name = ? and status <> 'failed' order by batch_id desc limit 1",
-        [entity, file_name],
-    ).fetchone()
-    return (str(row[0]), str(row[1])) if row else None
-
-
 def _groups(candidates: list[_Candidate]) -> list[list[_Candidate]]:
     """Files of one entity with the same header load together: categories first, then chats."""
     groups: dict[tuple[str, tuple[str, ...]], list[_Candidate]] = {}
@@ -502,7 +319,7 @@ def _load_group(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> _Ret
     con.execute("begin transaction")
     try:
         batch_ids = _batch_ids(con, len(group))
-        row_base = con.execute(f"select coalesce(max(rowid) + 1, 0) from {_data(entity)}").fetchone()[0]  # type: ignore[index]
+        row_base = con.execute(f"select coalesce(max(rowid) + 1, 0) from {data_table(entity)}").fetchone()[0]  # type: ignore[index]
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scans") as background:
             scanned = background.submit(_scan, group)
             try:
@@ -539,7 +356,7 @@ def _load_group(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> _Ret
     except BaseException:
         con.execute("rollback")
         raise
-    _check_placement(con, entity, {b: p[1] for b, p in placed.items()})
+    check_placement(con, entity, {b: p[1] for b, p in placed.items()})
     share = (time.perf_counter() - t0) / max(size, 1)
     for c, _, done in results:
         c.outcome.status = "loaded"
@@ -555,13 +372,15 @@ def _check_scans(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> _Re
     if unreadable:
         return _Unusable(unreadable[0].outcome.reason)
     skipped: list[_Candidate] = []
-    seen: dict[str, list[_KnownContent]] = {}
+    seen: dict[str, list[redelivery.KnownContent]] = {}
     notes: list[tuple[str, str, str]] = []
     for c in group:
         assert c.scan is not None
         sha = c.scan.sha256
-        known = _known_content(con, c.entity, sha) + seen.get(sha, [])
-        reason = _same_content_skip(c, known, newest=_newest_version(con, c.entity, c.path.name))
+        known = redelivery.known_content(con, c.entity, sha) + seen.get(sha, [])
+        landed = redelivery.Landed(c.path.name, c.entity, c.extract_date, sha)
+        newest = redelivery.newest_version(con, c.entity, c.path.name)
+        reason = redelivery.same_content_skip(landed, known, newest=newest)
         if reason:
             c.outcome.status, c.outcome.reason = "skipped", f"{reason} (sha256 {sha[:12]})"
             skipped.append(c)
@@ -569,7 +388,9 @@ def _check_scans(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> _Re
         others = sorted({k.file_name for k in known if k.status == LOADED})
         if others:
             notes.append((c.path.name, ", ".join(others), c.entity))
-        seen.setdefault(sha, []).append(_KnownContent(c.path.name, c.extract_date, LOADED, None, None))
+        seen.setdefault(sha, []).append(
+            redelivery.KnownContent(c.path.name, c.extract_date, LOADED, None, None)
+        )
     alone = (
         [c for c in group if c.scan and not c.scan.valid_utf8 and c not in skipped] if len(group) > 1 else []
     )
@@ -580,41 +401,6 @@ def _check_scans(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> _Re
             "%s has the same content as %s: loaded as its own %s, so its extract date counts",
             name, others_text, "snapshot" if entity == "categories" else "extract",
         )  # fmt: skip
-    return None
-
-
-def _same_content_skip(
-    c: _Candidate, known: list[_KnownContent], *, newest: tuple[str, str] | None
-) -> str | None:
-    """Why a candidate whose bytes are already known must not load (None: it loads).
-
-    The same name with the same content is the file already loaded, or a retracted file left in landing.
-    Under another name, known content is skipped only where loading it provably changes nothing: a
-    chats extract whose every row is an exact duplicate of a row of an earlier (or same-dated) loaded
-    extract (each collapses to that earlier version, docs/data-contract.md rule 1). A same-content chats
-    extract dated EARLIER would take over as the first version of those rows, and a categories snapshot
-    is in force by its date, so both load as their own batch. `newest`: (status, sha256) of the newest
-    version of this name. When it is loaded with other bytes, the candidate is its re-delivery and must
-    load to replace it, whatever other file shares its bytes (skipping it would leave the earlier version
-    in force). A retracted version blocks its bytes only while it is the newest version of the name:
-    bytes of an older version put back after a retraction or a replacement are a re-delivery.
-    """
-    assert c.scan is not None
-    loaded = [k for k in known if k.status == LOADED]
-    if any(k.file_name == c.path.name for k in loaded):
-        return "already loaded"
-    if newest == (RETRACTED, c.scan.sha256):
-        retracted = [k for k in known if k.status == RETRACTED and k.file_name == c.path.name]
-        last = retracted[-1] if retracted else None
-        return _retracted_reason(last.acted_at if last else None, last.acted_by if last else None)
-    replaces = newest is not None and newest[0] == LOADED
-    if c.entity == "chats" and not replaces:
-        earlier = [k for k in loaded if k.extract_date <= c.extract_date]
-        if earlier:
-            return (
-                f"same content as {earlier[0].file_name}, an extract of the same or an earlier date: "
-                "every row would collapse as an exact duplicate"
-            )
     return None
 
 
@@ -664,17 +450,12 @@ def _insert(con: duckdb.DuckDBPyConnection, group: list[_Candidate], first_batch
         )
     con.execute(
         f"""
-        insert into {_data(entity)} by name
+        insert into {data_table(entity)} by name
         select {", ".join(selected)}, $first + file_index::bigint as _batch_id
         from read_csv($paths, {", ".join(options)})
         """,
         {"first": first_batch, "paths": [str(c.path) for c in group]},
     )
-
-
-def _data(entity: str) -> str:
-    """`raw.<entity>_data`, quoted."""
-    return sql.qualified("raw", f"{entity}_data")
 
 
 def _placement(
@@ -686,7 +467,7 @@ def _placement(
     committing appends that run after the table's last row.
     """
     stats = con.execute(
-        f"select _batch_id, count(*), min(rowid), max(rowid) from {_data(entity)} "
+        f"select _batch_id, count(*), min(rowid), max(rowid) from {data_table(entity)} "
         "where _batch_id between ? and ? group by 1 order by 1",
         [batch_ids[0], batch_ids[-1]],
     ).fetchall()
@@ -701,27 +482,6 @@ def _placement(
         placed[batch_id] = (rows, row_base + lo - local_base)
         expected = hi + 1
     return placed
-
-
-def _check_placement(con: duckdb.DuckDBPyConnection, entity: str, first_rowids: dict[int, int]) -> None:
-    """After commit, prove each batch starts where the manifest says; re-anchor if it ever does not."""
-    if not first_rowids:
-        return
-    actual = dict(
-        con.execute(
-            f"select _batch_id, min(rowid) from {_data(entity)} where _batch_id between ? and ? group by 1",
-            [min(first_rowids), max(first_rowids)],
-        ).fetchall()
-    )
-    for batch_id, first in first_rowids.items():
-        if actual.get(batch_id) != first:
-            log.warning(
-                "batch %d starts at row %s, not %s: re-anchoring", batch_id, actual.get(batch_id), first
-            )
-            con.execute(
-                "update raw.ingested_files set first_rowid = ? where batch_id = ?",
-                [actual[batch_id], batch_id],
-            )
 
 
 def _reject_rows(con: duckdb.DuckDBPyConnection) -> dict[int, list[tuple[int, str, str, str]]]:

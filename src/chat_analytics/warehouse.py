@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import duckdb
@@ -9,6 +10,8 @@ import duckdb
 from chat_analytics import duck, sql
 from chat_analytics.landing import SOURCE_COLUMNS
 from chat_analytics.paths import Home
+
+log = logging.getLogger(__name__)
 
 # Manifest statuses. Only `loaded` batches count (the raw.<entity> views show only theirs); a batch
 # leaves `loaded` for good when its file is re-delivered with new content (`replaced`) or withdrawn by
@@ -180,3 +183,30 @@ def read_raw_state(path: Path) -> str | None:
         return None
     with duck.connect(path, read_only=True) as con:
         return raw_state(con)
+
+
+def data_table(entity: str) -> str:
+    """`raw.<entity>_data`, quoted."""
+    return sql.qualified("raw", f"{entity}_data")
+
+
+def check_placement(con: duckdb.DuckDBPyConnection, entity: str, first_rowids: dict[int, int]) -> None:
+    """After commit, prove each batch starts where the manifest says; re-anchor if it ever does not."""
+    if not first_rowids:
+        return
+    actual = dict(
+        con.execute(
+            f"select _batch_id, min(rowid) from {data_table(entity)} "
+            "where _batch_id between ? and ? group by 1",
+            [min(first_rowids), max(first_rowids)],
+        ).fetchall()
+    )
+    for batch_id, first in first_rowids.items():
+        if actual.get(batch_id) != first:
+            log.warning(
+                "batch %d starts at row %s, not %s: re-anchoring", batch_id, actual.get(batch_id), first
+            )
+            con.execute(
+                "update raw.ingested_files set first_rowid = ? where batch_id = ?",
+                [actual[batch_id], batch_id],
+            )
