@@ -295,7 +295,7 @@ def _load_group_or_fail(con: duckdb.DuckDBPyConnection, group: list[_Candidate])
         for part in ([rest] if rest else []) + [[c] for c in verdict.alone]:
             _load_group_or_fail(con, part)
     elif isinstance(verdict, _Unusable):
-        message = verdict.reason.strip().splitlines()[0] if verdict.reason.strip() else verdict.reason
+        message = verdict.reason
         if len(group) > 1:
             log.warning("loading %d files together failed (%s): loading them one by one", len(group), message)
             for candidate in group:
