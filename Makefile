@@ -9,6 +9,8 @@ CA          := $(BIN)/chat-analytics
 export CHAT_ANALYTICS_HOME ?= $(CURDIR)/data
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY ?= False
 export DO_NOT_TRACK ?= 1
+# Playwright drives the system Chromium (`make browser`): it never downloads a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD ?= 1
 PYTEST_ARGS ?=
 # dbt's graph for the Airflow DAG (Cosmos renders from it): rebuilt when a dbt project file changes.
 MANIFEST    := dbt/target/manifest.json
@@ -89,8 +91,8 @@ query: setup ## DuckDB CLI, read-only, on the published marts (serving/analytics
 docs: setup ## dbt docs site as one offline HTML file, lineage included: serving/docs/index.html
 	$(BIN)/python -m chat_analytics.dbt_docs
 
-# The report's test opens it in headless Chromium: install Debian's package when missing (as root), else
-# stop with the command to run. Never skipped silently.
+# The report's test opens it in headless Chromium (through Playwright): install Debian's package when
+# missing (as root), else stop with the command to run. Never skipped silently.
 browser: ## make sure headless Chromium is there for the report test (apt-get install as root)
 	@if [ -n "$${CHAT_ANALYTICS_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1 \
 		|| command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1; then \
@@ -111,7 +113,7 @@ assets: setup browser ## redraw assets/: architecture diagram (needs Graphviz), 
 	rm -rf "$(ASSETS_HOME)"
 	$(CA) generate --home "$(ASSETS_HOME)" --dirty
 	$(CA) run --home "$(ASSETS_HOME)"
-	$(BIN)/python -m chat_analytics.browser "$(ASSETS_HOME)/serving/report.html" --screenshot assets/report.png
+	$(BIN)/python tests/browser.py "$(ASSETS_HOME)/serving/report.html" --screenshot assets/report.png
 	$(BIN)/python assets/airflow_grid.py --home "$(ASSETS_HOME)" --out assets/airflow-grid.png
 
 BENCH_ARGS ?=

@@ -4,8 +4,8 @@ Usage: .venv/bin/python assets/airflow_grid.py --home <chat-analytics home> [--o
 
 `make assets` runs it on its sample home. Airflow starts as `make airflow` starts it (bench/airflow_run.py:
 a private AIRFLOW_HOME on free ports, stopped at the end); one triggered run goes to its end; then the
-run's page opens in headless Chromium through the browser helper of the report screenshot
-(chat_analytics.browser: its Chromium and DevTools client), logged in (the UI's `_token` cookie holds the
+run's page opens in headless Chromium through Playwright on the system Chromium (tests/browser.py finds
+it, as for the report screenshot), logged in (the UI's `_token` cookie holds the
 API token of the run's login), every task group expanded and the clock on the pipeline's time zone, and
 the page is saved as a PNG. Exit status 0 when the run succeeded and the picture was taken.
 """
@@ -16,22 +16,23 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
-from websockets.sync.client import connect
+from playwright.sync_api import sync_playwright
 
-from chat_analytics import browser
 from chat_analytics.airflow_setup import PIPELINE_TIMEZONE
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # bench/ is not a package
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests")]  # bench/ and tests/ are not packages
 
-from airflow_run import DAG_ID, Api, RunError, run
+from airflow_run import DAG_ID, Api, RunError, run  # noqa: E402
+
+from browser import CHROMIUM_ARGS, BrowserMissing, find_chromium  # noqa: E402
 
 log = logging.getLogger("assets.airflow_grid")
 
 WIDTH, HEIGHT = 1600, 1560
-RENDER_TIMEOUT_SECONDS = 90.0
+RENDER_TIMEOUT_MS = 90_000
 
 
 def shoot_grid(api: Api, base_url: str, run_id: str, target: Path) -> None:
@@ -39,33 +40,31 @@ def shoot_grid(api: Api, base_url: str, run_id: str, target: Path) -> None:
     task_ids = [t["task_id"] for t in api.call("GET", f"/api/v2/dags/{DAG_ID}/tasks")["tasks"]]
     groups = sorted({".".join(t.split(".")[:n]) for t in task_ids for n in range(1, t.count(".") + 1)})
     settings = {f"{DAG_ID}/open-groups": groups, "timezone": PIPELINE_TIMEZONE}
-    with (
-        browser._chromium(WIDTH, HEIGHT) as endpoint,
-        connect(
-            browser._page_ws_url(endpoint), max_size=None, open_timeout=browser.START_TIMEOUT_SECONDS
-        ) as ws,
-    ):
-        devtools = browser._DevTools(ws)
-        devtools.call("Page.enable")
-        devtools.call("Network.setCookie", {"name": "_token", "value": api.token, "url": f"{base_url}/"})
-        devtools.call("Emulation.setTimezoneOverride", {"timezoneId": PIPELINE_TIMEZONE})
-        for page in ("/", f"/dags/{DAG_ID}/runs/{run_id}"):
-            devtools.events.clear()
-            devtools.call("Page.navigate", {"url": base_url + page})
-            devtools.wait_for("Page.loadEventFired", browser.LOAD_TIMEOUT_SECONDS)
-            script = "".join(
-                f"localStorage.setItem({json.dumps(k)}, {json.dumps(json.dumps(v))});"
-                for k, v in settings.items()
+    script = "".join(
+        f"localStorage.setItem({json.dumps(k)}, {json.dumps(json.dumps(v))});" for k, v in settings.items()
+    )
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=find_chromium(), args=list(CHROMIUM_ARGS))
+        try:
+            context = chromium.new_context(
+                viewport={"width": WIDTH, "height": HEIGHT}, timezone_id=PIPELINE_TIMEZONE
             )
-            devtools.call("Runtime.evaluate", {"expression": script})
-        deadline = time.monotonic() + RENDER_TIMEOUT_SECONDS
-        shown = "document.body.innerText.includes('fct_chats') && document.body.innerText.includes('report')"
-        while not devtools.call("Runtime.evaluate", {"expression": shown})["result"].get("value"):
-            if time.monotonic() > deadline:
-                raise RunError(f"the grid of run {run_id} did not render in {RENDER_TIMEOUT_SECONDS:.0f} s")
-            time.sleep(0.5)
-        devtools.drain(3.0)  # the grid's bars and icons settle
-        browser._screenshot(devtools, target, WIDTH, HEIGHT)
+            context.add_cookies([{"name": "_token", "value": api.token, "url": f"{base_url}/"}])
+            context.add_init_script(script)  # the UI's settings before its own scripts read them
+            page = context.new_page()
+            page.goto(f"{base_url}/dags/{DAG_ID}/runs/{run_id}", wait_until="load")
+            shown = (
+                "document.body.innerText.includes('fct_chats') && document.body.innerText.includes('report')"
+            )
+            try:
+                page.wait_for_function(shown, timeout=RENDER_TIMEOUT_MS)
+            except Exception as exc:  # Playwright's TimeoutError
+                raise RunError(f"the grid of run {run_id} did not render: {exc}") from None
+            page.wait_for_timeout(3_000)  # the grid's bars and icons settle
+            target.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(target))
+        finally:
+            chromium.close()
     log.info("saved %s (%d x %d px): run %s", target, WIDTH, HEIGHT, run_id)
 
 
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             args.timeout,
             then=lambda api, base, run_id: shoot_grid(api, base, run_id, out),
         )
-    except (RunError, browser.UserError) as exc:
+    except (RunError, BrowserMissing) as exc:
         log.error("%s", exc)
         return 2
     log.info("run: %s", json.dumps(figures))

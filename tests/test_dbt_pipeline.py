@@ -348,6 +348,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     scenario = _stage1(tmp)
     state: dict = {"scenario": scenario}
     state["rc_stage1"] = build(scenario.home)
+    if state["rc_stage1"] != 0:  # name the failed dbt node, not a mart missing further down
+        pytest.fail(f"the stage 1 build failed: {state['rc_stage1']!r}")
     state["ref_stage1"] = reference.compute_reference(reference.load_raw(scenario.home.warehouse))
     state["marts_stage1"] = reference.load_marts(scenario.home.warehouse)
     _stage2(scenario)

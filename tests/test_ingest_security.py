@@ -16,7 +16,6 @@ import pytest
 from chat_analytics import report, resources, sql
 from chat_analytics.ingest import ingest
 from chat_analytics.paths import Home, UserError
-from chat_analytics.publish import database_path
 from chat_analytics.warehouse import connect
 
 try:
@@ -204,7 +203,7 @@ def test_whole_run_in_a_home_with_quotes_and_a_hostile_header(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     assert (home.serving / "report.html").is_file()
-    figures = report.load(database_path(home))
+    figures = report.load(home.serving_database)
     assert figures.chats == 2001
     assert q(home, "select _extra, _line_number from raw.chats where id = 'zz1'") == [
         ({'x"; drop table raw.chats_data; --': "two\nlines"}, 2)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from chat_analytics.ingest import ALLOW_SYMLINKS_ENV, ingest
+from chat_analytics.ingest import ingest
+from chat_analytics.landing import ALLOW_SYMLINKS_ENV
 from chat_analytics.paths import Home, UserError
 
 try:

@@ -30,10 +30,13 @@ from chat_analytics.publish import (
     QUARANTINE_REASONS,
     STORAGE_VERSION,
     PublishRefused,
-    database_path,
-    parquet_path,
     publish,
 )
+
+try:
+    import reference
+except ImportError:  # tests/ imported as a package
+    from tests import reference
 
 DUCKDB_CLI = Path(sys.executable).with_name("duckdb")
 SERVING_DOC = PROJECT_ROOT / "docs" / "serving.md"
@@ -50,7 +53,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
 
 def _published(home: Home) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
-    con.execute(f"attach '{database_path(home)}' as pub (read_only)")
+    con.execute(f"attach '{home.serving_database}' as pub (read_only)")
     con.execute(f"attach '{home.warehouse}' as warehouse (read_only)")
     return con
 
@@ -73,7 +76,7 @@ def _cli(home: Home, sql: str, *extra: str) -> subprocess.CompletedProcess[str]:
         *extra,
         "-cmd",
         "USE analytics.analytics",
-        str(database_path(home)),
+        str(home.serving_database),
     ]
     return subprocess.run(command, input=sql, capture_output=True, text=True, timeout=60, check=False)
 
@@ -188,7 +191,7 @@ def test_make_query_opens_the_cli_on_the_published_file(home: Home) -> None:
 
 
 def test_parquet_has_one_file_per_mart_and_fct_chats_by_month(home: Home) -> None:
-    folder = parquet_path(home)
+    folder = home.serving_parquet
     # layout (issue 11): parquet -> current/parquet, current -> .releases/<token>
     assert folder.is_symlink() and folder.resolve().parent.parent.name == ".releases"
     with _published(home) as con:
@@ -261,14 +264,19 @@ def test_the_seven_documented_queries_answer_from_the_published_file(home: Home)
             str(last),
         )
         assert n_days == (last - first).days + 1, "every day, zero days included"
-        extremes = dict(
-            con.execute(f"select extreme, chats_resolved from {q}.resolution_extremes").fetchall()
-        )
-        assert [(r["extreme"], r["chats_resolved"]) for r in answers[2]] == [
-            ("lowest", extremes["lowest"]), ("highest", extremes["highest"]),
-        ]  # fmt: skip
-        median = con.execute(f"select median_per_day from {q}.customer_resolutions_median").fetchone()[0]
-        assert answers[3] == [{"median_per_day": median, "days_counted": n_days}]
+    # questions 2 and 3 against the independent Python reference (raw rows -> figures), never against
+    # the marts they select from
+    ref = reference.compute_reference(reference.load_raw(home.warehouse))
+    extremes = {r.extreme: r for r in ref.resolution_extremes.itertuples()}
+    assert [(r["extreme"], r["resolution_date"], r["weekday"], r["chats_resolved"]) for r in answers[2]] == [
+        (name, str(day.resolution_date), f"{day.resolution_date:%A}", day.chats_resolved)
+        for name, day in (("lowest", extremes["lowest"]), ("highest", extremes["highest"]))
+    ]
+    median = ref.customer_resolutions_median.iloc[0]
+    assert answers[3] == [
+        {"median_per_day": median["median_per_day"], "days_counted": median["days_counted"]}
+    ]
+    assert median["days_counted"] == n_days
     for number in (4, 5, 6):
         levels = [r["category_level"] for r in answers[number]]
         assert set(levels) == {"leaf", "root"} and levels == sorted(levels)
@@ -287,10 +295,10 @@ def test_the_seven_documented_queries_answer_from_the_published_file(home: Home)
 
 
 def test_an_open_reader_neither_blocks_publish_nor_sees_a_partial_file(home: Home) -> None:
-    reader = duckdb.connect(str(database_path(home)), read_only=True)
+    reader = duckdb.connect(str(home.serving_database), read_only=True)
     try:
         before = reader.execute(f"select run_id from analytics.analytics.{BUILD_INFO}").fetchone()
-        [parquet_file, *_] = sorted((parquet_path(home) / "fct_chats").glob("*/*.parquet"))
+        [parquet_file, *_] = sorted((home.serving_parquet / "fct_chats").glob("*/*.parquet"))
         parquet_reader = parquet_file.open("rb")
         result = publish(home, run_id="second-publish")
         assert result.run_id == "second-publish" and result.row_counts["fct_chats"] > 0
@@ -301,7 +309,7 @@ def test_an_open_reader_neither_blocks_publish_nor_sees_a_partial_file(home: Hom
         parquet_reader.close()
     finally:
         reader.close()
-    with duckdb.connect(str(database_path(home)), read_only=True) as fresh:
+    with duckdb.connect(str(home.serving_database), read_only=True) as fresh:
         assert fresh.execute(f"select run_id from analytics.analytics.{BUILD_INFO}").fetchone() == (
             "second-publish",
         )

@@ -32,8 +32,6 @@ from chat_analytics.paths import Home
 from chat_analytics.publish import (
     BUILD_INFO,
     current_release,
-    database_path,
-    parquet_path,
     publish,
 )
 from chat_analytics.publish_delta import STATE_NAME, ReleaseState
@@ -129,8 +127,8 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
 def _assert_same_publish(incremental: Home, full: Home) -> None:
     """Database and Parquet of two homes' current releases: equal table for table, row for row."""
     with duckdb.connect() as con:
-        con.execute(f"attach '{database_path(incremental)}' as inc (read_only)")
-        con.execute(f"attach '{database_path(full)}' as ful (read_only)")
+        con.execute(f"attach '{incremental.serving_database}' as inc (read_only)")
+        con.execute(f"attach '{full.serving_database}' as ful (read_only)")
         assert _tables(con, "inc") == _tables(con, "ful")
         columns = (
             "select table_name, column_name, data_type, comment from duckdb_columns() "
@@ -160,17 +158,17 @@ def _assert_same_publish(incremental: Home, full: Home) -> None:
         for relative in full_files:
             if relative == f"{BUILD_INFO}.parquet":
                 continue
-            assert _rows(con, f"from read_parquet('{parquet_path(incremental) / relative}')") == _rows(
-                con, f"from read_parquet('{parquet_path(full) / relative}')"
+            assert _rows(con, f"from read_parquet('{incremental.serving_parquet / relative}')") == _rows(
+                con, f"from read_parquet('{full.serving_parquet / relative}')"
             ), relative
         glob = "fct_chats/**/*.parquet"
         assert _rows(
-            con, f"from read_parquet('{parquet_path(incremental) / glob}', hive_partitioning = true)"
-        ) == _rows(con, f"from read_parquet('{parquet_path(full) / glob}', hive_partitioning = true)")
+            con, f"from read_parquet('{incremental.serving_parquet / glob}', hive_partitioning = true)"
+        ) == _rows(con, f"from read_parquet('{full.serving_parquet / glob}', hive_partitioning = true)")
 
 
 def _parquet_files(home: Home) -> dict[str, Path]:
-    folder = parquet_path(home).resolve()
+    folder = home.serving_parquet.resolve()
     return {str(p.relative_to(folder)): p for p in folder.rglob("*.parquet")}
 
 
@@ -233,7 +231,7 @@ def test_the_release_records_what_it_was_made_from(story: dict) -> None:
     state = ReleaseState.load(release)
     assert set(state.files) == set(state.days) == set(_day_files(release))
     assert oct((release / STATE_NAME).stat().st_mode & 0o777) == oct(0o444)
-    with duckdb.connect(str(database_path(home)), read_only=True) as con:
+    with duckdb.connect(str(home.serving_database), read_only=True) as con:
         months = con.execute(
             "select distinct strftime(created_date_local, '%Y-%m') as month "
             "from analytics.analytics.fct_chats order by 1"
@@ -242,7 +240,7 @@ def test_the_release_records_what_it_was_made_from(story: dict) -> None:
         hive = con.execute(
             "select count(*), count(*) filter (created_month <> strftime(created_date_local, '%Y-%m')) "
             "from read_parquet(?, hive_partitioning = true)",
-            [str(parquet_path(home) / "fct_chats" / "**" / "*.parquet")],
+            [str(home.serving_parquet / "fct_chats" / "**" / "*.parquet")],
         ).fetchone()
     assert sorted({day[:7] for day in _day_files(release)}) == [m for (m,) in months]
     assert hive == (chats[0], 0)
@@ -266,7 +264,7 @@ def test_a_previous_database_written_after_its_publish_is_not_reused(
     release = current_release(published)
     assert release is not None
     (release / "analytics.duckdb").chmod(0o644)  # as root could, without asking
-    with duckdb.connect(str(database_path(published))) as session:
+    with duckdb.connect(str(published.serving_database)) as session:
         session.execute("delete from analytics.analytics.fct_chats where chat_id in (select chat_id from "
                         "analytics.analytics.fct_chats limit 3)")  # fmt: skip
         session.execute("create table analytics.analytics.oops as select 1 as x")
@@ -310,7 +308,7 @@ def test_a_changed_parquet_file_is_rewritten(published: Home, tmp_path: Path) ->
 
 
 def _visible(home: Home) -> dict[str, str]:
-    seen = {"analytics.duckdb": hashlib.sha256(database_path(home).read_bytes()).hexdigest()}
+    seen = {"analytics.duckdb": hashlib.sha256(home.serving_database.read_bytes()).hexdigest()}
     for relative, path in sorted(_parquet_files(home).items()):
         seen[f"parquet/{relative}"] = hashlib.sha256(path.read_bytes()).hexdigest()
     seen["current"] = os.readlink(home.serving / "current")

@@ -53,8 +53,6 @@ from chat_analytics.publish import (
     RELEASES,
     PublishRefused,
     current_release,
-    database_path,
-    parquet_path,
     publish,
 )
 
@@ -97,12 +95,12 @@ def _log_lines(text: str) -> list[str]:
 
 def _state(home: Home) -> dict[str, object]:
     """What a reader sees: run id and chats of the database and of the Parquet files (must agree)."""
-    with duckdb.connect(str(database_path(home)), read_only=True) as con:
+    with duckdb.connect(str(home.serving_database), read_only=True) as con:
         run_id, counts = con.execute(
             f"select run_id, row_counts from analytics.analytics.{BUILD_INFO}"
         ).fetchone()
         chats = con.execute("select count(*) from analytics.analytics.fct_chats").fetchone()[0]
-        parquet = parquet_path(home)
+        parquet = home.serving_parquet
         parquet_run = con.execute(
             "select run_id from read_parquet(?)", [str(parquet / f"{BUILD_INFO}.parquet")]
         ).fetchone()[0]
@@ -120,7 +118,7 @@ def _visible(home: Home) -> dict[str, str]:
     seen = {}
     for name in ("analytics.duckdb", "report.html"):
         seen[name] = hashlib.sha256((serving / name).read_bytes()).hexdigest()
-    parquet = parquet_path(home)
+    parquet = home.serving_parquet
     for path in sorted(p for p in parquet.rglob("*") if p.is_file()):
         seen[f"parquet/{path.relative_to(parquet)}"] = hashlib.sha256(path.read_bytes()).hexdigest()
     for name in (CURRENT, "analytics.duckdb", "parquet"):
@@ -157,8 +155,8 @@ def test_serving_is_fixed_links_to_one_read_only_release(green: Home) -> None:
     assert release is not None
     assert os.readlink(serving / CURRENT) == f"{RELEASES}/{release.name}"  # relative: the home can move
     _assert_tidy(green, releases=1)
-    assert database_path(green).resolve() == release / "analytics.duckdb"
-    assert parquet_path(green).resolve() == release / "parquet"
+    assert green.serving_database.resolve() == release / "analytics.duckdb"
+    assert green.serving_parquet.resolve() == release / "parquet"
     files = [p for p in (release / "parquet").rglob("*") if p.is_file()]
     assert any(p.parent.name.startswith("created_month=") for p in files)  # issue 12: by month
     for path in [release / "analytics.duckdb", release / "publish_state.json", *files]:
@@ -171,9 +169,9 @@ def test_a_read_write_session_opened_before_a_publish_cannot_change_the_publishe
     assert first is not None
     if os.geteuid() != 0:  # the release is read-only: a read-write open is refused outright ...
         with pytest.raises(duckdb.Error):
-            duckdb.connect(str(database_path(home)))
+            duckdb.connect(str(home.serving_database))
         (first / "analytics.duckdb").chmod(0o644)  # ... so force it, as root could, to test the rest
-    analyst = duckdb.connect(str(database_path(home)))  # read-write, through the link
+    analyst = duckdb.connect(str(home.serving_database))  # read-write, through the link
     try:
         before = analyst.execute("select count(*) from analytics.analytics.fct_chats").fetchone()[0]
         result = publish(home, run_id="after-the-session")
@@ -324,7 +322,14 @@ def test_one_fault_hook_for_every_step(fault: str, killed: bool) -> None:
 def test_the_duckdb_cli_and_make_query_read_through_the_links(green: Home) -> None:
     duckdb_cli = Path(sys.executable).with_name("duckdb")
     done = subprocess.run(
-        [str(duckdb_cli), "-readonly", "-json", "-cmd", "USE analytics.analytics", str(database_path(green))],
+        [
+            str(duckdb_cli),
+            "-readonly",
+            "-json",
+            "-cmd",
+            "USE analytics.analytics",
+            str(green.serving_database),
+        ],
         input=f"select run_id from {BUILD_INFO};",
         capture_output=True,
         text=True,
@@ -381,7 +386,7 @@ def test_a_killed_build_is_not_published(home: Home) -> None:
     assert done.returncode == 1
     [line] = _log_lines(done.stderr)
     assert "not publishing: the last build" in line and "never finished" in line
-    assert str(database_path(home)) in line and "stays as it was" in line
+    assert str(home.serving_database) in line and "stays as it was" in line
     assert _all_files(home.serving) == before, "publish after a killed build changed serving/"
 
     assert _cli(home, "build").returncode == 0

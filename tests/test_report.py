@@ -16,12 +16,17 @@ import duckdb
 import pytest
 
 from chat_analytics import report_charts as charts
-from chat_analytics.browser import check_page
 from chat_analytics.cli import main as cli_main
-from chat_analytics.dbt_docs import docs_path, generate_docs
+from chat_analytics.dbt_docs import generate_docs
 from chat_analytics.paths import Home, UserError
-from chat_analytics.publish import database_path
-from chat_analytics.report import report, report_path, short_id
+from chat_analytics.report import report, short_id
+
+try:
+    import reference
+    from browser import check_page
+except ImportError:  # tests/ imported as a package
+    from tests import reference
+    from tests.browser import check_page
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +35,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     args = ["--home", str(root)]
     assert cli_main(["generate", *args, "--chats", "8000", "--dirty", "--seed", "5"]) == 0
     assert cli_main(["run", *args]) == 0
-    assert report_path(Home(root)).is_file(), "`run` ends with the report"
+    assert Home(root).report.is_file(), "`run` ends with the report"
     return Home(root)
 
 
@@ -58,7 +63,7 @@ class _Links(HTMLParser):
 
 def test_report_renders_in_chromium_without_errors_or_requests(home: Home, tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
-    result = check_page(report_path(home), screenshot=shot)
+    result = check_page(home.report, screenshot=shot)
     assert result.console_errors == []
     assert result.requests == [], "the report must not fetch anything"
     width, height = _png_size(shot)
@@ -81,7 +86,7 @@ def test_the_browser_check_does_catch_errors_and_requests(tmp_path: Path) -> Non
 
 
 def test_report_is_one_self_contained_file(home: Home) -> None:
-    html = report_path(home).read_text(encoding="utf-8")
+    html = home.report.read_text(encoding="utf-8")
     parser = _Links()
     parser.feed(html)
     assert parser.fetching == []
@@ -99,8 +104,8 @@ def test_report_is_one_self_contained_file(home: Home) -> None:
 
 
 def test_report_shows_the_published_figures(home: Home) -> None:
-    html = report_path(home).read_text(encoding="utf-8")
-    with duckdb.connect(str(database_path(home)), read_only=True) as con:
+    html = home.report.read_text(encoding="utf-8")
+    with duckdb.connect(str(home.serving_database), read_only=True) as con:
         con.execute("use analytics.analytics")
         chats, resolved = con.execute(
             "select count(*), count(*) filter (is_resolved) from fct_chats"
@@ -126,13 +131,44 @@ def test_report_shows_the_published_figures(home: Home) -> None:
     assert len(re.findall(r"<title>(Monday|Sunday) \d\d:00-\d\d:59", html)) == 48
 
 
+_CARD = re.compile(
+    r'<div class="card[^"]*"><div class="label">(.*?)</div><div class="value[^"]*">(.*?)</div>'
+    r'<div class="sub">(.*?)</div></div>'
+)
+
+
+def _long_date(day) -> str:
+    return f"{day:%a} {day.day} {day:%b %Y}"
+
+
+def test_report_headline_cards_match_the_reference(home: Home) -> None:
+    """The headline cards against figures the Python reference computes from the raw rows (no mart,
+    no report code): a wrong median, busiest or quietest day fails here."""
+    cards = {label: (value, sub) for label, value, sub in _CARD.findall(home.report.read_text("utf-8"))}
+    ref = reference.compute_reference(reference.load_raw(home.warehouse))
+    median = ref.customer_resolutions_median.iloc[0]
+    assert cards["Median per day"] == (
+        f"{median['median_per_day']:,.1f}".removesuffix(".0"),
+        f"customer-initiated chats resolved per day, over {int(median['days_counted']):,} days "
+        "(zeros included)",
+    )
+    extremes = {r.extreme: r for r in ref.resolution_extremes.itertuples()}
+    for label, extreme in (("Busiest day", "highest"), ("Quietest day", "lowest")):
+        day = extremes[extreme]
+        expected = (_long_date(day.resolution_date), f"{day.chats_resolved:,} chats resolved")
+        assert cards[label] == expected, label
+    chats = ref.fct_chats
+    assert cards["Chats"][0] == f"{len(chats):,}"
+    assert cards["Resolved"][0] == f"{int(chats['is_resolved'].sum()):,}"
+
+
 def test_report_reads_only_the_published_file(home: Home, tmp_path: Path) -> None:
     parked = tmp_path / "parked-warehouse"
     home.warehouse_dir.rename(parked)
     try:
-        before = report_path(home).stat().st_mtime_ns
-        assert report(home) == report_path(home)
-        assert report_path(home).stat().st_mtime_ns >= before
+        before = home.report.stat().st_mtime_ns
+        assert report(home) == home.report
+        assert home.report.stat().st_mtime_ns >= before
     finally:
         parked.rename(home.warehouse_dir)
     empty = Home(tmp_path / "unpublished")
@@ -143,7 +179,7 @@ def test_report_reads_only_the_published_file(home: Home, tmp_path: Path) -> Non
 
 def test_dbt_docs_site_works_offline_with_the_lineage_graph(home: Home) -> None:
     page = generate_docs(home)
-    assert page == docs_path(home) and page.stat().st_size > 1_000_000
+    assert page == home.docs and page.stat().st_size > 1_000_000
     html = page.read_text(encoding="utf-8")
     assert "model.chat_analytics.fct_chats" in html and "model.chat_analytics.daily_resolutions" in html
     result = check_page(page, fragment="!/model/model.chat_analytics.fct_chats?g_v=1")

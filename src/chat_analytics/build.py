@@ -30,14 +30,12 @@ import os
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chat_analytics import resources
+from chat_analytics import duck, resources
 from chat_analytics.build_record import start_build
 from chat_analytics.faults import fault_point
 from chat_analytics.paths import DBT_PROJECT_DIR, Home, UserError
@@ -47,70 +45,37 @@ log = logging.getLogger(__name__)
 
 WAREHOUSE_ENV = "CHAT_ANALYTICS_WAREHOUSE"
 REQUIRED_RAW_TABLES = ("chats", "categories")
-TARGET_DIR = DBT_PROJECT_DIR / "target"  # dbt_project.yml: target-path
-
-_FAILED = {"error", "fail", "runtime error"}
+TARGET = "target"  # dbt_project.yml: target-path
 
 
-@dataclass
-class BuildSummary:
-    """Counts of one dbt invocation's node results, by kind and status."""
+class BuildExit(int):
+    """`build`'s exit code (0 or 1) that also names what failed.
 
-    counts: dict[str, Counter[str]] = field(default_factory=dict)
-    problems: list[tuple[str, str, str, str]] = field(default_factory=list)  # (status, kind, name, message)
+    An int, so `chat-analytics build` exits with it and callers compare it with 0; its repr lists each
+    failing dbt node with dbt's message, so a test's `assert build(home) == 0` shows the unit test or
+    model that failed rather than a missing table further down.
+    """
 
-    @classmethod
-    def from_results(cls, results: Iterable[Any]) -> BuildSummary:
-        summary = cls()
-        for result in results:
-            node = result.node
-            kind = _kind(node)
-            status = str(result.status).lower()
-            summary.counts.setdefault(kind, Counter())[status] += 1
-            if status in _FAILED or status == "warn":
-                message = (result.message or "").strip().splitlines()
-                summary.problems.append((status, kind, node.name, message[0] if message else ""))
-        return summary
+    failures: tuple[str, ...]
 
-    @property
-    def failed(self) -> bool:
-        return any(self.counts[kind][status] for kind in self.counts for status in _FAILED)
+    def __new__(cls, code: int, failures: Iterable[str] = ()) -> BuildExit:
+        exit_code = super().__new__(cls, code)
+        exit_code.failures = tuple(failures)
+        return exit_code
 
-    def line(self) -> str:
-        parts = []
-        for kind in ("model", "data test", "unit test", "hook"):
-            counter = self.counts.get(kind)
-            if counter and (kind != "hook" or set(counter) - {"success"}):
-                detail = ", ".join(f"{n} {status}" for status, n in sorted(counter.items()))
-                parts.append(f"{sum(counter.values())} {kind}s ({detail})")
-        return "; ".join(parts) or "nothing ran"
+    def __repr__(self) -> str:
+        if not self.failures:
+            return str(int(self))
+        return f"{int(self)} (dbt build failed:\n" + "\n".join(self.failures) + "\n)"
+
+    def __str__(self) -> str:
+        return str(int(self))
 
 
-def _kind(node: Any) -> str:
-    resource_type = str(getattr(node, "resource_type", "")).lower()
-    return {
-        "model": "model",
-        "test": "data test",
-        "unit_test": "unit test",
-        "operation": "hook",
-        "source": "source",
-        "seed": "seed",
-        "snapshot": "snapshot",
-    }.get(resource_type, resource_type or "node")
-
-
-def _require_raw_tables(warehouse: Path) -> str | None:
+def _require_raw_tables(home: Home) -> str | None:
     """A clear message instead of a dbt stack of 'table not found' errors; returns the raw state
     (warehouse.raw_state) the build starts from, read on the same connection."""
-    import duckdb
-
-    try:
-        con = duckdb.connect(str(warehouse))
-    except duckdb.IOException as exc:
-        raise UserError(
-            f"cannot open the warehouse {warehouse} (in use by another process?): {exc}"
-        ) from None
-    with con:
+    with duck.connect(home.warehouse, home=home) as con:
         state = raw_state(con)
         present = {
             name
@@ -121,7 +86,7 @@ def _require_raw_tables(warehouse: Path) -> str | None:
     missing = [f"raw.{name}" for name in REQUIRED_RAW_TABLES if name not in present]
     if missing:
         raise UserError(
-            f"warehouse {warehouse} has no {', '.join(missing)}: run `chat-analytics ingest` first"
+            f"warehouse {home.warehouse} has no {', '.join(missing)}: run `chat-analytics ingest` first"
         )
     return state
 
@@ -148,8 +113,8 @@ def _import_dbt() -> None:
         log.debug("preloading dbt failed: %s", exc)
 
 
-def _dbt_args(command: Sequence[str]) -> list[str]:
-    return [*command, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+def _dbt_args(command: Sequence[str], project: Path) -> list[str]:
+    return [*command, "--project-dir", str(project), "--profiles-dir", str(project)]
 
 
 def _invoke(args: list[str]) -> Any:
@@ -182,15 +147,23 @@ def release_warehouse() -> None:
                 log.debug("closing the dbt-duckdb environment failed: %s", exc)
 
 
-def build(home: Home, *, full_refresh: bool = False, unit_tests: bool = False) -> int:
-    """Run `dbt build` on the home's warehouse; 0 when nothing failed at error severity, else 1.
+def build(
+    home: Home,
+    *,
+    full_refresh: bool = False,
+    unit_tests: bool = False,
+    project_dir: Path = DBT_PROJECT_DIR,
+) -> BuildExit:
+    """Run `dbt build` on the home's warehouse; 0 when nothing failed at error severity, else 1 (with
+    the failing nodes and dbt's messages, see BuildExit).
 
     Models and data tests always run; dbt unit tests only with `unit_tests` (development and CI).
+    `project_dir` is the dbt project (and profile) to run: the repository's, unless a test runs a copy.
     """
     warehouse = home.warehouse
     if not warehouse.is_file():
         raise UserError(f"no warehouse at {warehouse}: run `chat-analytics ingest` first")
-    state = _require_raw_tables(warehouse)
+    state = _require_raw_tables(home)
     os.environ[WAREHOUSE_ENV] = str(warehouse)
     os.environ.update(resources.dbt_env(home))
     resources.spill_dir(home).mkdir(parents=True, exist_ok=True)
@@ -202,7 +175,7 @@ def build(home: Home, *, full_refresh: bool = False, unit_tests: bool = False) -
     command = ["build", *(["--full-refresh"] if full_refresh else [])]
     if not unit_tests:
         command += ["--exclude-resource-type", "unit_test"]
-    write_json = _manifest_is_stale()
+    write_json = _manifest_is_stale(project_dir)
     command.append("--write-json" if write_json else "--no-write-json")
     log.info(
         "dbt build%s%s on %s",
@@ -219,7 +192,7 @@ def build(home: Home, *, full_refresh: bool = False, unit_tests: bool = False) -
     )
     fault_point("build:after-start")
     started = time.monotonic()
-    outcome = _invoke(_dbt_args(command))
+    outcome = _invoke(_dbt_args(command, project_dir))
     elapsed = time.monotonic() - started
 
     record.dbt_version = _dbt_version()
@@ -228,14 +201,16 @@ def build(home: Home, *, full_refresh: bool = False, unit_tests: bool = False) -
         record.error = str(outcome.exception or "dbt returned no result")
         record.finish()
         record.save(home)
-        return 1
+        return BuildExit(1, [f"dbt build could not run: {record.error}"])
 
     if not write_json:
-        _write_artifact(outcome.result, "run_results.json")
-    summary = BuildSummary.from_results(outcome.result.results)
+        _write_artifact(outcome.result, project_dir / TARGET / "run_results.json")
+    record.set_nodes(outcome.result.results)
+    summary = record.summary()
     for status, kind, name, message in summary.problems:
         level = logging.WARNING if status == "warn" else logging.ERROR
-        log.log(level, "%s %s %s: %s", status.upper(), kind, name, message)
+        first_line = message.splitlines()[0] if message else ""
+        log.log(level, "%s %s %s: %s", status.upper(), kind, name, first_line)
     failed = summary.failed or not outcome.success
     log.log(
         logging.ERROR if failed else logging.INFO,
@@ -245,13 +220,14 @@ def build(home: Home, *, full_refresh: bool = False, unit_tests: bool = False) -
         summary.line(),
     )
     record.invocation_id = _invocation_id()
-    record.set_nodes(outcome.result.results)
     if not outcome.success and not summary.failed:
         record.error = "dbt reported failure"
-    record.set_freshness(_report_freshness(write_json=write_json))
+    record.set_freshness(_report_freshness(project_dir, write_json=write_json))
     record.finish()
     log.debug("build outcome recorded in %s", record.save(home))
-    return 1 if failed else 0
+    if not failed:
+        return BuildExit(0)
+    return BuildExit(1, summary.failures or [record.error or "dbt reported failure"])
 
 
 def _dbt_version() -> str:
@@ -266,21 +242,20 @@ def _invocation_id() -> str:
     return get_invocation_id()
 
 
-def _manifest_is_stale() -> bool:
+def _manifest_is_stale(project: Path) -> bool:
     """True when dbt/target/manifest.json is missing or older than a file of the dbt project: the build
     then lets dbt write its JSON artefacts (manifest included) as a plain `dbt build` would."""
     from chat_analytics.airflow_setup import stale_dbt_inputs
 
-    stale = stale_dbt_inputs(TARGET_DIR / "manifest.json", DBT_PROJECT_DIR)
+    stale = stale_dbt_inputs(project / TARGET / "manifest.json", project)
     if stale:
         log.debug("dbt manifest missing or older than %s: dbt writes its JSON artefacts", stale[0])
     return bool(stale)
 
 
-def _write_artifact(result: Any, name: str) -> None:
+def _write_artifact(result: Any, path: Path) -> None:
     """Write a dbt result's own artefact (run_results.json, sources.json) to dbt's target folder, as
     dbt would with --write-json; never fatal (the build record is what publish reads)."""
-    path = TARGET_DIR / name
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         result.write(str(path))
@@ -288,17 +263,18 @@ def _write_artifact(result: Any, name: str) -> None:
         log.warning("could not write %s: %s", path, exc)
 
 
-def _report_freshness(*, write_json: bool = True) -> list[Any]:
+def _report_freshness(project: Path, *, write_json: bool = True) -> list[Any]:
     """Log source freshness of the raw tables; informative only (never changes the exit code)."""
-    outcome = _invoke(_dbt_args(["source", "freshness", "--write-json" if write_json else "--no-write-json"]))
+    json_flag = "--write-json" if write_json else "--no-write-json"
+    outcome = _invoke(_dbt_args(["source", "freshness", json_flag], project))
     results = getattr(outcome.result, "results", None) or []
     if not write_json and outcome.result is not None and hasattr(outcome.result, "write"):
-        _write_artifact(outcome.result, "sources.json")
+        _write_artifact(outcome.result, project / TARGET / "sources.json")
     if outcome.exception is not None or not results:
         log.warning("source freshness could not be checked: %s", outcome.exception or "no result")
         return []
     for result in results:
-        if _kind(result.node) != "source":
+        if not str(getattr(result.node, "unique_id", "")).startswith("source."):
             continue
         status = str(result.status).lower()
         name = f"{result.node.source_name}.{result.node.name}"

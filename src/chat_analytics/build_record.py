@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -43,17 +44,19 @@ RUNNING, FINISHED = "running", "finished"
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 TEST_KINDS = ("data test", "unit test")
 _KINDS = {"model": "model", "test": "data test", "unit_test": "unit test", "operation": "hook"}
+MESSAGE_CHARS = 4000  # of a node's dbt message kept in the record (a unit test's diff, a SQL error)
 
 
 def record_path(home: Home) -> Path:
     return home.warehouse_dir / RECORD_NAME
 
 
-def _kind(unique_id: str) -> str:
+def node_kind(unique_id: str) -> str:
+    """`model`, `data test`, `unit test`, `hook`, `source`, ... from a dbt unique id."""
     return _KINDS.get(unique_id.split(".", 1)[0], unique_id.split(".", 1)[0])
 
 
-def _name(unique_id: str) -> str:
+def node_name(unique_id: str) -> str:
     """`model.p.fct_chats` -> fct_chats; `test.p.unique_x.3f2a` -> unique_x; `unit_test.p.m.t` -> m.t."""
     parts = unique_id.split(".")
     if parts[0] == "test" and len(parts) >= 4:
@@ -76,6 +79,36 @@ class TestSummary:
     errored: int = 0
     warned_tests: list[str] = field(default_factory=list)
     failed_nodes: list[str] = field(default_factory=list)  # any node kind: models, tests, hooks
+
+
+@dataclass
+class BuildSummary:
+    """One build's node results by kind and status, and the nodes that failed or warned."""
+
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    problems: list[tuple[str, str, str, str]] = field(default_factory=list)  # (status, kind, name, message)
+
+    @property
+    def failed(self) -> bool:
+        return any(counter[status] for counter in self.counts.values() for status in FAILED_STATUSES)
+
+    @property
+    def failures(self) -> list[str]:
+        """`<status> <kind> <name>: <dbt's message>` for every node that failed."""
+        return [
+            f"{status} {kind} {node}" + (f": {message}" if message else "")
+            for status, kind, node, message in self.problems
+            if status in FAILED_STATUSES
+        ]
+
+    def line(self) -> str:
+        parts = []
+        for kind in ("model", "data test", "unit test", "hook"):
+            counter = self.counts.get(kind)
+            if counter and (kind != "hook" or set(counter) - {"success"}):
+                detail = ", ".join(f"{n} {status}" for status, n in sorted(counter.items()))
+                parts.append(f"{sum(counter.values())} {kind}s ({detail})")
+        return "; ".join(parts) or "nothing ran"
 
 
 @dataclass
@@ -134,18 +167,28 @@ class BuildRecord:
     def tests(self) -> TestSummary:
         summary = TestSummary()
         for unique_id, node in sorted(self.nodes.items()):
-            status, kind = node.get("status", ""), _kind(unique_id)
+            status, kind = node.get("status", ""), node_kind(unique_id)
             if status in FAILED_STATUSES:
-                summary.failed_nodes.append(_name(unique_id))
+                summary.failed_nodes.append(node_name(unique_id))
             if kind not in TEST_KINDS:
                 continue
             if status == "pass":
                 summary.passed += 1
             elif status == "warn":
                 summary.warned += 1
-                summary.warned_tests.append(_name(unique_id))
+                summary.warned_tests.append(node_name(unique_id))
             elif status in FAILED_STATUSES:
                 summary.errored += 1
+        return summary
+
+    def summary(self) -> BuildSummary:
+        """The recorded node results, counted by kind and status, in the order dbt reported them."""
+        summary = BuildSummary()
+        for unique_id, node in self.nodes.items():
+            kind, status = node_kind(unique_id), node.get("status", "")
+            summary.counts.setdefault(kind, Counter())[status] += 1
+            if status in FAILED_STATUSES or status == "warn":
+                summary.problems.append((status, kind, node_name(unique_id), node.get("message", "")))
         return summary
 
     def freshness_status(self) -> str | None:
@@ -223,10 +266,9 @@ class BuildRecord:
             }
 
     def _set(self, unique_id: str, status: str, message: object, failures: object) -> None:
-        text = str(message or "").strip().splitlines()
         self.nodes[unique_id] = {
             "status": status,
-            "message": text[0] if text else "",
+            "message": str(message or "").strip()[:MESSAGE_CHARS],
             "failures": failures if isinstance(failures, int) else None,
             "at": _now(),
         }
@@ -342,7 +384,7 @@ def finish_cosmos_build(home: Home, build_id: str, expected: Iterable[str] = ())
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         record.error = (
-            f"no dbt result for {len(missing)} node(s): {', '.join(_name(u) for u in missing[:5])}{more}"
+            f"no dbt result for {len(missing)} node(s): {', '.join(node_name(u) for u in missing[:5])}{more}"
         )
     record.finish()
     record.save(home)

@@ -127,9 +127,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except StepFailed as exc:
         log.error("not building: %s", exc)
         return 1
-    if build(home, full_refresh=args.full_refresh, unit_tests=args.unit_tests) != 0:
+    built = build(home, full_refresh=args.full_refresh, unit_tests=args.unit_tests)
+    if built != 0:
         log.error("build failed: not publishing; %s stays as it was", home.serving)
-        return 1
+        return built  # 1, naming the failed dbt nodes
     try:
         publish_step(home)
     except PublishRefused as exc:  # like `publish`: a build that is not publishable is exit 1

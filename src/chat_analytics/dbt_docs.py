@@ -27,17 +27,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from chat_analytics.paths import DBT_PROJECT_DIR, HOME_ENV, Home, UserError
-from chat_analytics.publish import database_path
 
 log = logging.getLogger(__name__)
 
-DOCS_DIR = "docs"
 PROFILE = "chat_analytics"
 CATALOG_NAME = "warehouse"  # the working file's stem: the name dbt's relations carry
-
-
-def docs_path(home: Home) -> Path:
-    return home.serving / DOCS_DIR / "index.html"
 
 
 def _profile(published: Path | None) -> dict[str, object]:
@@ -50,14 +44,14 @@ def _profile(published: Path | None) -> dict[str, object]:
 
 def generate_docs(home: Home) -> Path:
     """Write `serving/docs/index.html` (dbt docs, static, offline); returns its path."""
-    published = database_path(home)
+    published = home.serving_database
     source = published if published.is_file() else None
     if source is None:
         log.warning("no published database at %s: the docs get an empty catalog (no column types)", published)
     dbt = Path(sys.executable).with_name("dbt")
     if not dbt.is_file():
         raise UserError(f"dbt not found next to {sys.executable}: run `make setup`")
-    target = docs_path(home)
+    target = home.docs
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="chat-analytics-docs-") as tmp:
         work = Path(tmp)

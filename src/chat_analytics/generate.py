@@ -27,11 +27,11 @@ from chat_analytics.generator.categories import CategoryTree, build_categories
 from chat_analytics.generator.chats import ChatArrays, FilePlan, Window, plan_files, sample_chats
 from chat_analytics.generator.dirty import DirtyLine, DirtyPlan, plan_dirty
 from chat_analytics.generator.truth import Names, ground_truth
+from chat_analytics.landing import GROUND_TRUTH_NAME
 from chat_analytics.paths import Home, UserError
 
 log = logging.getLogger(__name__)
 
-GROUND_TRUTH_NAME = "ground_truth.json"
 UTF8_BOM = b"\xef\xbb\xbf"
 #: Independent random streams per stage: changing one stage (or `dirty`) leaves the others' draws alone.
 STREAM_CATEGORIES, STREAM_CHATS, STREAM_DIRTY = 1, 2, 3

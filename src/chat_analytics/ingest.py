@@ -10,11 +10,9 @@ are counted; for every loaded file, data lines = rows loaded + rows rejected, or
 
 from __future__ import annotations
 
-import csv
 import gzip
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -23,43 +21,26 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO, S_ISLNK, S_ISREG, S_ISSOCK
+from stat import S_ISREG
 
 import duckdb
 
-from chat_analytics import csvscan, sql
+from chat_analytics import csvscan, duck, landing, redelivery, sql
 from chat_analytics.faults import fault_point
+from chat_analytics.landing import SOURCE_COLUMNS
 from chat_analytics.lines import Reconciled, ReconciliationError, reconcile
+from chat_analytics.orphans import remove_orphans
 from chat_analytics.paths import Home, UserError
 from chat_analytics.retract import acting_user
-from chat_analytics.warehouse import (
-    EXTRA_COLUMN,
-    LOADED,
-    RESERVED_PREFIX,
-    RETRACTED,
-    SOURCE_COLUMNS,
-    connect,
-    view_sql,
-)
+from chat_analytics.warehouse import EXTRA_COLUMN, LOADED, check_placement, connect, data_table
 
 log = logging.getLogger(__name__)
 
-# \A...\Z, not ^...$: `$` also matches before a final newline, so "chats_2000-01-01.csv\n" would pass.
-FILE_NAME = re.compile(r"\A(?P<entity>chats|categories)_(?P<date>\d{4}-\d{2}-\d{2})\.csv(?:\.gz)?\Z")
-# Symbolic links in landing that lead outside it are refused unless this is set to 1.
-ALLOW_SYMLINKS_ENV = "CHAT_ANALYTICS_ALLOW_SYMLINKS_OUTSIDE_LANDING"
 COPY_PREFIX = "ingest-copy-"  # folders under warehouse/ holding normalised copies during a run
-MAX_COLUMN_NAME = 1000  # characters; a longer "column name" means the first line is not a header
 REJECTS_TABLE = "ingest_reject_errors"
 REJECTS_SCAN = "ingest_reject_scans"
 BIG_LOAD_BYTES = 100 << 20
 SCAN_THREADS = 2
-# Tables whose rows belong to a batch of raw.ingested_files (see _remove_orphans).
-ORPHAN_TABLES = ("chats_data", "categories_data", "rejected_rows", "line_gaps")
-
-
-class FileRejected(Exception):
-    """The whole file cannot be used; the message says why and what to do."""
 
 
 @dataclass
@@ -125,46 +106,20 @@ class _Candidate:
         return [c for c in self.columns if c not in SOURCE_COLUMNS[self.entity]]
 
 
-def discover(home: Home) -> list[tuple[Path, str]]:
-    """Every name in the landing folders, hidden files and sub-folders included (they are reported as
-    ignored), and anything next to the two entity folders in landing/ itself (ignored too): categories
-    first, then by extract date (bad names last). Nothing is opened here."""
-    found: list[tuple[Path, str]] = []
-    folders = (("categories", home.landing_categories), ("chats", home.landing_chats), ("", home.landing))
-    # landing/ itself holds the two entity folders and `generate`'s ground truth (GROUND_TRUTH_NAME).
-    known = {home.landing_categories.name, home.landing_chats.name, "ground_truth.json"}
-    for entity, folder in folders:
-        try:
-            with os.scandir(folder) as entries:
-                found += [(folder / e.name, entity) for e in entries if entity or e.name not in known]
-        except OSError as exc:
-            raise UserError(
-                f"cannot read the landing folder {folder}: {exc.strerror or exc}; "
-                "make it a folder this user may list and read"
-            ) from None
-
-    def key(item: tuple[Path, str]) -> tuple[int, int, str, str]:
-        match = FILE_NAME.fullmatch(item[0].name)
-        day = match["date"] if match else "9999-99-99"
-        return (0 if match else 1, 0 if item[1] == "categories" else 1, day, item[0].name)
-
-    return sorted(found, key=key)
-
-
 def ingest(home: Home) -> IngestReport:
     """Load every new landing file; report skipped and failed ones. Never raises for a bad file."""
     home.require_landing()
-    files = discover(home)
+    files = landing.discover(home)
     report = IngestReport()
     if not files:
         log.warning("no files in %s: nothing to ingest", home.landing)
         return report
     con = connect(home)
     try:
-        _remove_orphans(con)
+        remove_orphans(con)
         _remove_copies(home)
         candidates: list[_Candidate] = []
-        loaded = _loaded_files(con)
+        loaded = redelivery.loaded_files(con)
         for path, entity in files:
             outcome = FileOutcome(path=path, entity=entity)
             report.outcomes.append(outcome)
@@ -194,338 +149,69 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _loaded_files(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, int, int], str]:
-    """(entity, file name, size, mtime) -> why to skip it, for the newest version of every file name when
-    that version is loaded or retracted: one query for the whole landing folder. A retracted file left in
-    landing unchanged is not loaded again; an older version's bytes put back are a re-delivery."""
-    known: dict[tuple[str, str, int, int], str] = {}
-    for entity, name, size, mtime, status, acted_at, acted_by in con.execute(
-        """
-        with newest as (
-            select max(batch_id) as batch_id
-            from raw.ingested_files
-            where status <> 'failed'
-            group by entity, file_name
-        )
-
-        select f.entity, f.file_name, f.file_bytes, f.file_mtime_ns, f.status, a.acted_at, a.acted_by
-        from raw.ingested_files as f
-        inner join newest on f.batch_id = newest.batch_id
-        left join raw.file_actions as a on f.batch_id = a.batch_id and a.action = 'retracted'
-        where f.status in ('loaded', 'retracted')
-        """
-    ).fetchall():
-        key = (entity, name, size, mtime)
-        known[key] = (
-            "already loaded (unchanged since)" if status == LOADED else _retracted_reason(acted_at, acted_by)
-        )
-    return known
-
-
-def _retracted_reason(acted_at: datetime | None, acted_by: str | None) -> str:
-    when = f"{acted_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if acted_at else "an unknown date"
-    return (
-        f"retracted on {when} by {acted_by or 'an unknown user'}; re-deliver corrected content under "
-        "this name or remove the file"
-    )
-
-
-def _remove_orphans(con: duckdb.DuckDBPyConnection) -> None:
-    """Remove stored rows whose batch has no manifest row, before anything else touches the warehouse.
-
-    A load writes its rows and its manifest rows in one transaction, yet a process killed inside that
-    commit can leave the rows without the manifest (DuckDB writes big inserts to the file ahead of the
-    commit). Such orphans are invisible in the raw views, but batch ids come from a sequence that may
-    roll back with the lost transaction: the next load could be given the same id and adopt them.
-    Finding them costs one scan of the batch-id columns (~0.1 s per 10 M rows); removing them (rare)
-    rewrites the data table, see _rewrite_without.
-    """
-    t0 = time.perf_counter()
-    known = {
-        r[0]
-        for r in con.execute("select batch_id from raw.ingested_files where status <> 'failed'").fetchall()
-    }
-    found: dict[str, dict[int, int]] = {}
-    for table in ORPHAN_TABLES:
-        name = sql.qualified("raw", table)
-        ids = [r[0] for r in con.execute(f"select distinct _batch_id from {name}").fetchall()]
-        orphans = sorted(i for i in ids if i not in known)
-        if orphans:
-            counts = con.execute(
-                f"select _batch_id, count(*) from {name} where _batch_id in (select unnest(?)) "
-                "group by 1 order by 1",
-                [orphans],
-            ).fetchall()
-            found[table] = dict(counts)
-    log.debug("checked for orphan rows in %.3f s", time.perf_counter() - t0)
-    if not found:
-        return
-    con.execute("begin transaction")
-    try:
-        for table, counts in found.items():
-            if table.endswith("_data"):
-                _rewrite_without(con, table, list(counts))
-            else:
-                con.execute(
-                    f"delete from {sql.qualified('raw', table)} where _batch_id in (select unnest(?))",
-                    [list(counts)],
-                )
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
-    con.execute("checkpoint")
-    for entity in SOURCE_COLUMNS:
-        if f"{entity}_data" in found:
-            con.execute(view_sql(entity))
-            _check_placement(con, entity, _first_rowids(con, entity))
-    for table, counts in found.items():
-        log.warning(
-            "removed %s orphan row(s) of batch id(s) %s from raw.%s in %.1f s (left by an ingest killed "
-            "while committing; their files were not recorded as loaded and load again)",
-            f"{sum(counts.values()):,}", _id_ranges(sorted(counts)), table, time.perf_counter() - t0,
-        )  # fmt: skip
-
-
-def _rewrite_without(con: duckdb.DuckDBPyConnection, table: str, orphans: list[int]) -> None:
-    """Replace raw.<table> by a copy without the orphans' rows, in the same row order; re-anchor batches.
-
-    A row's line number derives from its row id (warehouse.view_sql), and DuckDB renumbers the rows
-    after deleted ones whenever a later checkpoint compacts them: a plain `delete` would shift the line
-    numbers of every batch loaded after it. A fresh copy has no deleted rows, so its row ids never move.
-    The copy keeps the scan order (insertion order is preserved), so each batch's first row id is the
-    count of kept rows before it.
-    """
-    name, copy = sql.qualified("raw", table), sql.qualified("raw", f"{table}__rewrite")
-    log.info("rewriting raw.%s without the orphan rows of batch id(s) %s...", table, _id_ranges(orphans))
-    con.execute(f"drop table if exists {copy}")
-    con.execute(
-        f"create table {copy} as select * from {name} where _batch_id not in (select unnest(?))", [orphans]
-    )
-    con.execute(
-        f"""
-        update raw.ingested_files as f set first_rowid = kept.first_rowid
-        from (
-            select _batch_id, sum(count(*)) over (order by min(rowid)) - count(*) as first_rowid
-            from {name} where _batch_id not in (select unnest($orphans)) group by _batch_id
-        ) as kept
-        where f.batch_id = kept._batch_id
-        """,
-        {"orphans": orphans},
-    )
-    con.execute(f"drop table {name}")
-    con.execute(f"alter table {copy} rename to {sql.ident(table)}")
-    con.execute(f"alter table {name} alter column _batch_id set not null")
-
-
-def _first_rowids(con: duckdb.DuckDBPyConnection, entity: str) -> dict[int, int]:
-    """Every batch of the entity with rows, and the first row id the manifest holds for it."""
-    return dict(
-        con.execute(
-            "select batch_id, first_rowid from raw.ingested_files "
-            "where entity = ? and first_rowid is not null and status <> 'failed'",
-            [entity],
-        ).fetchall()
-    )
-
-
-def _id_ranges(ids: list[int]) -> str:
-    """`[1, 2, 3, 7]` -> `1-3, 7`."""
-    runs: list[list[int]] = []
-    for i in ids:
-        if runs and i == runs[-1][1] + 1:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
-
-
 def _precheck(
     con: duckdb.DuckDBPyConnection,
     outcome: FileOutcome,
     loaded: dict[tuple[str, str, int, int], str],
     home: Home,
 ) -> _Candidate | None:
-    """Kind, name, size, unchanged-since-loaded and header checks: no full read of the file.
-
-    Hidden files and sub-folders are ignored (reported, not recorded). Only regular files are ever
-    opened: a FIFO or a device would block or never end, so its type is checked first (lstat/stat).
-    """
+    """Kind, name, size, unchanged-since-loaded and header checks (chat_analytics.landing): no full read
+    of the file. Hidden files and sub-folders are ignored (reported, not recorded); a file that fails a
+    check gets a `failed` manifest row. Only regular files are ever opened: a FIFO or a device would
+    block or never end, so its type is checked first (lstat/stat)."""
     started = _now()
     t0 = time.perf_counter()
     path, entity = outcome.path, outcome.entity
-    header = b""
-    extract_date: date | None = None
-    readable = False
     try:
-        stat = _landing_stat(path, home)
-        if isinstance(stat, str):
-            outcome.status, outcome.reason = "ignored", stat
-            return None
-        readable = True
-        extract_date = _check_name(path, entity)
-        if stat.st_size == 0:
-            raise FileRejected("the file is empty (zero bytes): a valid extract has at least a header line")
-        skip = loaded.get((entity, path.name, stat.st_size, stat.st_mtime_ns))
-        if skip:
-            outcome.status, outcome.reason = "skipped", skip
-            return None
-        head = _read_header(path)
-        header = head.header
-        _check_line_ends(head)
-        columns = _check_header(entity, header)
-        return _Candidate(
-            outcome, extract_date, stat, columns, started, cr_only=head.cr_only, workdir=home.warehouse_dir
-        )
-    except FileRejected as exc:
-        outcome.reason = str(exc)
+        stat = landing.landing_stat(path, home)
     except OSError as exc:
-        outcome.reason = f"cannot read the file: {exc.strerror or exc}"
+        stat = landing.Rejected(f"cannot read the file: {exc.strerror or exc}")
+    if isinstance(stat, landing.Ignored):
+        outcome.status, outcome.reason = "ignored", stat.reason
+        return None
+    if isinstance(stat, landing.Rejected):
+        return _reject(con, outcome, stat, None, b"", started, t0, read=False)
+    extract_date = landing.extract_date(path, entity)
+    if isinstance(extract_date, landing.Rejected):
+        return _reject(con, outcome, extract_date, None, b"", started, t0)
+    if stat.st_size == 0:
+        empty = landing.Rejected("the file is empty (zero bytes): a valid extract has at least a header line")
+        return _reject(con, outcome, empty, extract_date, b"", started, t0)
+    skip = loaded.get((entity, path.name, stat.st_size, stat.st_mtime_ns))
+    if skip:
+        outcome.status, outcome.reason = "skipped", skip
+        return None
+    try:
+        header = landing.read_header(path, entity)
+    except OSError as exc:
+        header = landing.Rejected(f"cannot read the file: {exc.strerror or exc}")
+    if isinstance(header, landing.Rejected):
+        return _reject(con, outcome, header, extract_date, header.header, started, t0)
+    return _Candidate(
+        outcome, extract_date, stat, header.columns, started, cr_only=header.head.cr_only,
+        workdir=home.warehouse_dir,
+    )  # fmt: skip
+
+
+def _reject(
+    con: duckdb.DuckDBPyConnection,
+    outcome: FileOutcome,
+    rejected: landing.Rejected,
+    extract_date: date | None,
+    header: bytes,
+    started: datetime,
+    t0: float,
+    *,
+    read: bool = True,
+) -> None:
+    outcome.reason = rejected.reason
     outcome.seconds = time.perf_counter() - t0
-    _fail(con, outcome, extract_date, header, started, read=readable)
-    return None
+    _fail(con, outcome, extract_date, header, started, read=read)
 
 
-def _landing_stat(path: Path, home: Home) -> os.stat_result | str:
-    """The stat of a regular file to load, or why the name is ignored; FileRejected for what may not be
-    read: a symbolic link out of landing (unless allowed), a FIFO, a device, a socket."""
-    if path.name.startswith("."):
-        return (
-            "hidden file (the name starts with '.'): never loaded; "
-            "rename it without the leading dot to load it"
-        )
-    if path.parent == home.landing:
-        return (
-            f"not in {home.landing_chats.name}/ or {home.landing_categories.name}/: never loaded; "
-            "move an extract into the folder of its kind to load it"
-        )
-    stat = os.lstat(path)
-    if S_ISLNK(stat.st_mode):
-        target = Path(os.path.realpath(path))
-        landing = Path(os.path.realpath(home.landing))
-        allowed = os.environ.get(ALLOW_SYMLINKS_ENV, "").strip().lower() in ("1", "true", "yes")
-        if not target.is_relative_to(landing) and not allowed:
-            raise FileRejected(
-                f"a symbolic link to {target}, outside the landing folder {landing}: copy the file into "
-                f"the landing folder, or set {ALLOW_SYMLINKS_ENV}=1 to allow links that lead out of it"
-            )
-        try:
-            stat = os.stat(path)
-        except FileNotFoundError:
-            raise FileRejected(
-                f"a broken symbolic link (to {target}): remove it or restore its target"
-            ) from None
-    if S_ISDIR(stat.st_mode):
-        return f"a folder: sub-folders are not read; move its files into {path.parent} to load them"
-    if not S_ISREG(stat.st_mode):
-        raise FileRejected(
-            f"not a regular file but {_kind(stat.st_mode)}: only regular files are read; "
-            "remove it from the landing folder"
-        )
-    return stat
-
-
-def _kind(mode: int) -> str:
-    if S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if S_ISCHR(mode):
-        return "a character device"
-    if S_ISBLK(mode):
-        return "a block device"
-    if S_ISSOCK(mode):
-        return "a socket"
-    return "a special file"
-
-
-def _check_name(path: Path, entity: str) -> date:
-    match = FILE_NAME.fullmatch(path.name)
-    expected = f"{entity}_YYYY-MM-DD.csv or .csv.gz"
-    if not match:
-        raise FileRejected(
-            f"unexpected file name {path.name!r}: expected {expected}; rename or remove the file"
-        )
-    if match["entity"] != entity:
-        raise FileRejected(f"a {match['entity']} file in the {entity} landing folder: move it")
-    try:
-        return date.fromisoformat(match["date"])
-    except ValueError:
-        bad = match["date"]
-        raise FileRejected(f"{bad!r} in the file name is not a real date: expected {expected}") from None
-
-
-def _read_header(path: Path) -> csvscan.Head:
-    try:
-        return csvscan.read_head(path)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise FileRejected(f"not a valid gzip file ({exc}): re-export or re-compress it") from None
-
-
-def _check_line_ends(head: csvscan.Head) -> None:
-    """CR-only line ends load (from a normalised copy); a lone CR inside the header does not."""
-    if head.lone_cr:
-        raise FileRejected(
-            "the header line holds a carriage return (CR) that does not end the line: "
-            f"{head.header[:200]!r}; remove it (or re-export the file with LF or CRLF line ends)"
-        )
-    if not head.complete:
-        limit = csvscan.HEAD_LIMIT >> 20
-        raise FileRejected(
-            f"no line end within the first {limit} MiB: the first line must be a header naming the columns"
-        )
-
-
-def _check_header(entity: str, header: bytes) -> list[str]:
-    """The header's column names (lower-cased, trimmed), validated against the entity's contract."""
-    if b"\0" in header:
-        raise FileRejected("binary content (NUL bytes): this is not a CSV text file")
-    try:
-        text = header.decode("utf-8")
-    except UnicodeDecodeError:
-        raise FileRejected("the header line is not UTF-8 text: not a CSV text file?") from None
-    if not text.strip():
-        raise FileRejected("no header line: the first line must name the columns")
-    longest = max(len(part) for part in text.split(","))  # no name is shorter than its longest piece
-    if longest > MAX_COLUMN_NAME:
-        raise FileRejected(
-            f"the header holds a column name of at least {longest:,} characters (at most "
-            f"{MAX_COLUMN_NAME:,}): {text[:80]!r}...; the first line must be a header naming the columns"
-        )
-    if csvscan.ends_inside_quotes(header):  # csv.reader below would see only the first physical line
-        raise FileRejected(
-            f"the header line ends inside a quoted column name ({text[:200]!r}): header names cannot "
-            "contain line breaks; rename the column (or close its quote) in the first line"
-        )
-    try:
-        names = [n.strip().lower() for n in next(csv.reader([text]))]
-    except csv.Error as exc:
-        raise FileRejected(
-            f"the header line is not valid CSV ({exc}): {text[:200]!r}; the first line must name the columns"
-        ) from None
-    long = [n for n in names if len(n) > MAX_COLUMN_NAME]
-    if long:
-        raise FileRejected(
-            f"a column name of {len(long[0]):,} characters (at most {MAX_COLUMN_NAME:,}): "
-            f"{long[0][:60]!r}...; the first line must be a header naming the columns"
-        )
-    if any(not n for n in names):
-        raise FileRejected(f"the header has an empty column name: {text!r}")
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise FileRejected(f"the header names column(s) {dupes} more than once")
-    reserved = [n for n in names if n.startswith(RESERVED_PREFIX)]
-    if reserved:
-        raise FileRejected(f"column name(s) {reserved} start with '_', which is reserved for lineage")
-    missing = [c for c in SOURCE_COLUMNS[entity] if c not in names]
-    if missing:
-        raise FileRejected(
-            f"missing required column(s) {', '.join(missing)} (header: {text!r}); "
-            f"a {entity} file needs {', '.join(SOURCE_COLUMNS[entity])}"
-        )
-    return names
-
-
-def _scan(candidates: list[_Candidate]) -> None:
-    """Hash and scan the candidates (two threads; runs while DuckDB parses the same files)."""
+def _scan(candidates: list[_Candidate]) -> _Retry | _Unusable | None:
+    """Hash and scan the candidates (two threads; runs while DuckDB parses the same files). None when
+    every file can load with the group as read; else what to do instead (see _load_group)."""
 
     def one(candidate: _Candidate) -> None:
         t0 = time.perf_counter()
@@ -549,13 +235,12 @@ def _scan(candidates: list[_Candidate]) -> None:
         list(pool.map(one, [c for c in candidates if c.scan is None]))
     log.debug("hashed and scanned %d file(s) in %.2f s", len(candidates), time.perf_counter() - t0)
     unusable = [c for c in candidates if c.scan is None]
-    if unusable:
-        # Raised here, so this reason wins over the reader's error on the same file (see _load_group).
-        raise FileRejected(unusable[0].outcome.reason)
+    if unusable:  # this reason wins over the reader's error on the same file (see _load_group)
+        return _Unusable(unusable[0].outcome.reason)
     recopy = [c for c in candidates if c.scan and c.scan.needs_copy and c.copy is None and _copy(c)]
-    if recopy:
-        # DuckDB read the landed file meanwhile: load these again, alone, from their copies.
-        raise _Regroup([], recopy)
+    if recopy:  # DuckDB read the landed file meanwhile: load these again, alone, from their copies
+        return _Retry([], recopy)
+    return None
 
 
 def _copy(c: _Candidate) -> bool:
@@ -572,42 +257,6 @@ def _copy(c: _Candidate) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class _KnownContent:
-    """A loaded or retracted file with the same bytes as a candidate."""
-
-    file_name: str
-    extract_date: date
-    status: str
-    acted_at: datetime | None
-    acted_by: str | None
-
-
-def _known_content(con: duckdb.DuckDBPyConnection, entity: str, sha256: str) -> list[_KnownContent]:
-    """The loaded and the retracted files of `entity` whose content has this SHA-256, oldest first."""
-    rows = con.execute(
-        """
-        select f.file_name, f.extract_date, f.status, a.acted_at, a.acted_by
-        from raw.ingested_files as f
-        left join raw.file_actions as a on f.batch_id = a.batch_id and a.action = 'retracted'
-        where f.entity = ? and f.sha256 = ? and f.status in ('loaded', 'retracted')
-        order by f.batch_id
-        """,
-        [entity, sha256],
-    ).fetchall()
-    return [_KnownContent(*row) for row in rows]
-
-
-def _newest_version(con: duckdb.DuckDBPyConnection, entity: str, file_name: str) -> tuple[str, str] | None:
-    """(status, sha256) of the newest version of this file name that did not fail, if any."""
-    row = con.execute(
-        "select status, sha256 from raw.ingested_files "
-        "where entity = ? and file_name = ? and status <> 'failed' order by batch_id desc limit 1",
-        [entity, file_name],
-    ).fetchone()
-    return (str(row[0]), str(row[1])) if row else None
-
-
 def _groups(candidates: list[_Candidate]) -> list[list[_Candidate]]:
     """Files of one entity with the same header load together: categories first, then chats."""
     groups: dict[tuple[str, tuple[str, ...]], list[_Candidate]] = {}
@@ -616,27 +265,37 @@ def _groups(candidates: list[_Candidate]) -> list[list[_Candidate]]:
     return sorted(groups.values(), key=lambda g: (0 if g[0].entity == "categories" else 1, g[0].extract_date))
 
 
-class _Regroup(Exception):
-    """After scanning, some files of a group must not load with it: already-loaded content (skip) or
-    invalid UTF-8 (load alone: DuckDB validates encodings reliably only in a single-file scan)."""
+@dataclass(frozen=True)
+class _Retry:
+    """After scanning, some files of a group must not load with it: already-loaded content (`skipped`)
+    or invalid UTF-8 and normalised copies (`alone`: DuckDB validates encodings reliably only in a
+    single-file scan). The attempt is rolled back; the rest loads again without them."""
 
-    def __init__(self, skipped: list[_Candidate], alone: list[_Candidate]) -> None:
-        super().__init__("regroup")
-        self.skipped = skipped
-        self.alone = alone
+    skipped: list[_Candidate]
+    alone: list[_Candidate]
+
+
+@dataclass(frozen=True)
+class _Unusable:
+    """The group cannot load as it is (one file's reason); each file is tried alone, then failed."""
+
+    reason: str
 
 
 def _load_group_or_fail(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> None:
     try:
-        _load_group(con, group)
-    except _Regroup as regroup:
-        rest = [c for c in group if c not in regroup.skipped and c not in regroup.alone]
-        for part in ([rest] if rest else []) + [[c] for c in regroup.alone]:
-            _load_group_or_fail(con, part)
-    except (FileRejected, ReconciliationError, RuntimeError, duckdb.Error, OSError) as exc:
-        message = str(exc).splitlines()[0]
+        verdict = _load_group(con, group)
+    except (ReconciliationError, RuntimeError, duckdb.Error, OSError) as exc:
+        message = duck.first_line(exc)
         if isinstance(exc, duckdb.Error):
             message = f"the CSV reader could not use the file: {message}"
+        verdict = _Unusable(message)
+    if isinstance(verdict, _Retry):
+        rest = [c for c in group if c not in verdict.skipped and c not in verdict.alone]
+        for part in ([rest] if rest else []) + [[c] for c in verdict.alone]:
+            _load_group_or_fail(con, part)
+    elif isinstance(verdict, _Unusable):
+        message = verdict.reason
         if len(group) > 1:
             log.warning("loading %d files together failed (%s): loading them one by one", len(group), message)
             for candidate in group:
@@ -647,8 +306,11 @@ def _load_group_or_fail(con: duckdb.DuckDBPyConnection, group: list[_Candidate])
             _fail(con, c.outcome, c.extract_date, c.scan.header if c.scan else b"", c.started)
 
 
-def _load_group(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> None:
-    """One transaction: insert every file's rows in file order, reconcile each file, write the manifest."""
+def _load_group(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> _Retry | _Unusable | None:
+    """One transaction: insert every file's rows in file order, reconcile each file, write the manifest.
+
+    None when the group loaded; a _Retry or _Unusable (nothing of this attempt kept) when the scans
+    found files that must not load with it."""
     entity = group[0].entity
     t0 = time.perf_counter()
     size = sum(c.stat.st_size for c in group)
@@ -657,15 +319,19 @@ def _load_group(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> None
     con.execute("begin transaction")
     try:
         batch_ids = _batch_ids(con, len(group))
-        row_base = con.execute(f"select coalesce(max(rowid) + 1, 0) from {_data(entity)}").fetchone()[0]  # type: ignore[index]
+        row_base = con.execute(f"select coalesce(max(rowid) + 1, 0) from {data_table(entity)}").fetchone()[0]  # type: ignore[index]
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scans") as background:
             scanned = background.submit(_scan, group)
             try:
                 _insert(con, group, batch_ids[0])
-            finally:
-                scanned.result()
+            except duckdb.Error:
+                if scanned.result() is None:  # else the scan's reason wins over the reader's error
+                    raise
+            verdict = scanned.result() or _check_scans(con, group)
+        if verdict is not None:
+            con.execute("rollback")
+            return verdict
         log.debug("inserted %d %s file(s) in %.2f s", len(group), entity, time.perf_counter() - t0)
-        _check_scans(con, group)
         placed = _placement(con, entity, batch_ids, row_base)
         rejects = _reject_rows(con)
         results: list[tuple[_Candidate, int, Reconciled]] = []
@@ -690,28 +356,31 @@ def _load_group(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> None
     except BaseException:
         con.execute("rollback")
         raise
-    _check_placement(con, entity, {b: p[1] for b, p in placed.items()})
+    check_placement(con, entity, {b: p[1] for b, p in placed.items()})
     share = (time.perf_counter() - t0) / max(size, 1)
     for c, _, done in results:
         c.outcome.status = "loaded"
         c.outcome.rows_loaded, c.outcome.rows_rejected = done.rows_loaded, len(done.rejected)
         c.outcome.seconds += share * c.stat.st_size
         c.outcome.version = done.version
+    return None
 
 
-def _check_scans(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> None:
-    """Fail unreadable files; split off already-loaded content and invalid UTF-8 (see _Regroup)."""
+def _check_scans(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> _Retry | _Unusable | None:
+    """Fail unreadable files; split off already-loaded content and invalid UTF-8 (see _Retry)."""
     unreadable = [c for c in group if c.scan is None]
     if unreadable:
-        raise FileRejected(unreadable[0].outcome.reason)
+        return _Unusable(unreadable[0].outcome.reason)
     skipped: list[_Candidate] = []
-    seen: dict[str, list[_KnownContent]] = {}
+    seen: dict[str, list[redelivery.KnownContent]] = {}
     notes: list[tuple[str, str, str]] = []
     for c in group:
         assert c.scan is not None
         sha = c.scan.sha256
-        known = _known_content(con, c.entity, sha) + seen.get(sha, [])
-        reason = _same_content_skip(c, known, newest=_newest_version(con, c.entity, c.path.name))
+        known = redelivery.known_content(con, c.entity, sha) + seen.get(sha, [])
+        landed = redelivery.Landed(c.path.name, c.entity, c.extract_date, sha)
+        newest = redelivery.newest_version(con, c.entity, c.path.name)
+        reason = redelivery.same_content_skip(landed, known, newest=newest)
         if reason:
             c.outcome.status, c.outcome.reason = "skipped", f"{reason} (sha256 {sha[:12]})"
             skipped.append(c)
@@ -719,51 +388,19 @@ def _check_scans(con: duckdb.DuckDBPyConnection, group: list[_Candidate]) -> Non
         others = sorted({k.file_name for k in known if k.status == LOADED})
         if others:
             notes.append((c.path.name, ", ".join(others), c.entity))
-        seen.setdefault(sha, []).append(_KnownContent(c.path.name, c.extract_date, LOADED, None, None))
+        seen.setdefault(sha, []).append(
+            redelivery.KnownContent(c.path.name, c.extract_date, LOADED, None, None)
+        )
     alone = (
         [c for c in group if c.scan and not c.scan.valid_utf8 and c not in skipped] if len(group) > 1 else []
     )
     if skipped or alone:
-        raise _Regroup(skipped, alone)
+        return _Retry(skipped, alone)
     for name, others_text, entity in notes:
         log.info(
             "%s has the same content as %s: loaded as its own %s, so its extract date counts",
             name, others_text, "snapshot" if entity == "categories" else "extract",
         )  # fmt: skip
-
-
-def _same_content_skip(
-    c: _Candidate, known: list[_KnownContent], *, newest: tuple[str, str] | None
-) -> str | None:
-    """Why a candidate whose bytes are already known must not load (None: it loads).
-
-    The same name with the same content is the file already loaded, or a retracted file left in landing.
-    Under another name, known content is skipped only where loading it provably changes nothing: a
-    chats extract whose every row is an exact duplicate of a row of an earlier (or same-dated) loaded
-    extract (each collapses to that earlier version, docs/data-contract.md rule 1). A same-content chats
-    extract dated EARLIER would take over as the first version of those rows, and a categories snapshot
-    is in force by its date, so both load as their own batch. `newest`: (status, sha256) of the newest
-    version of this name. When it is loaded with other bytes, the candidate is its re-delivery and must
-    load to replace it, whatever other file shares its bytes (skipping it would leave the earlier version
-    in force). A retracted version blocks its bytes only while it is the newest version of the name:
-    bytes of an older version put back after a retraction or a replacement are a re-delivery.
-    """
-    assert c.scan is not None
-    loaded = [k for k in known if k.status == LOADED]
-    if any(k.file_name == c.path.name for k in loaded):
-        return "already loaded"
-    if newest == (RETRACTED, c.scan.sha256):
-        retracted = [k for k in known if k.status == RETRACTED and k.file_name == c.path.name]
-        last = retracted[-1] if retracted else None
-        return _retracted_reason(last.acted_at if last else None, last.acted_by if last else None)
-    replaces = newest is not None and newest[0] == LOADED
-    if c.entity == "chats" and not replaces:
-        earlier = [k for k in loaded if k.extract_date <= c.extract_date]
-        if earlier:
-            return (
-                f"same content as {earlier[0].file_name}, an extract of the same or an earlier date: "
-                "every row would collapse as an exact duplicate"
-            )
     return None
 
 
@@ -813,17 +450,12 @@ def _insert(con: duckdb.DuckDBPyConnection, group: list[_Candidate], first_batch
         )
     con.execute(
         f"""
-        insert into {_data(entity)} by name
+        insert into {data_table(entity)} by name
         select {", ".join(selected)}, $first + file_index::bigint as _batch_id
         from read_csv($paths, {", ".join(options)})
         """,
         {"first": first_batch, "paths": [str(c.path) for c in group]},
     )
-
-
-def _data(entity: str) -> str:
-    """`raw.<entity>_data`, quoted."""
-    return sql.qualified("raw", f"{entity}_data")
 
 
 def _placement(
@@ -835,7 +467,7 @@ def _placement(
     committing appends that run after the table's last row.
     """
     stats = con.execute(
-        f"select _batch_id, count(*), min(rowid), max(rowid) from {_data(entity)} "
+        f"select _batch_id, count(*), min(rowid), max(rowid) from {data_table(entity)} "
         "where _batch_id between ? and ? group by 1 order by 1",
         [batch_ids[0], batch_ids[-1]],
     ).fetchall()
@@ -850,27 +482,6 @@ def _placement(
         placed[batch_id] = (rows, row_base + lo - local_base)
         expected = hi + 1
     return placed
-
-
-def _check_placement(con: duckdb.DuckDBPyConnection, entity: str, first_rowids: dict[int, int]) -> None:
-    """After commit, prove each batch starts where the manifest says; re-anchor if it ever does not."""
-    if not first_rowids:
-        return
-    actual = dict(
-        con.execute(
-            f"select _batch_id, min(rowid) from {_data(entity)} where _batch_id between ? and ? group by 1",
-            [min(first_rowids), max(first_rowids)],
-        ).fetchall()
-    )
-    for batch_id, first in first_rowids.items():
-        if actual.get(batch_id) != first:
-            log.warning(
-                "batch %d starts at row %s, not %s: re-anchoring", batch_id, actual.get(batch_id), first
-            )
-            con.execute(
-                "update raw.ingested_files set first_rowid = ? where batch_id = ?",
-                [actual[batch_id], batch_id],
-            )
 
 
 def _reject_rows(con: duckdb.DuckDBPyConnection) -> dict[int, list[tuple[int, str, str, str]]]:
@@ -1008,4 +619,4 @@ def _log_summary(report: IngestReport) -> None:
         log.error("bad file: %s: %s", o.path.parent / _shown(o.file_name), o.reason)
 
 
-__all__ = ["FileOutcome", "IngestReport", "UserError", "discover", "ingest"]
+__all__ = ["FileOutcome", "IngestReport", "UserError", "ingest"]

@@ -16,7 +16,8 @@ import duckdb
 import numpy as np
 
 from chat_analytics import csvscan, sql
-from chat_analytics.warehouse import EXTRA_COLUMN, SOURCE_COLUMNS
+from chat_analytics.landing import SOURCE_COLUMNS
+from chat_analytics.warehouse import EXTRA_COLUMN
 
 
 class ReconciliationError(Exception):

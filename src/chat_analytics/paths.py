@@ -11,6 +11,11 @@ HOME_ENV = "CHAT_ANALYTICS_HOME"
 DEFAULT_HOME = Path("data")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
+# What analysts read under serving/ (names of the links into the current release), and inside it.
+SERVING_DATABASE = "analytics.duckdb"
+SERVING_PARQUET = "parquet"
+SERVING_SCHEMA = "analytics"  # the marts' schema, in the warehouse and in the published file
+BUILD_INFO = "_build_info"  # the published file's table saying which run, data and tests it holds
 
 
 class UserError(Exception):
@@ -52,6 +57,25 @@ class Home:
     @property
     def serving(self) -> Path:
         return self.root / "serving"
+
+    @property
+    def serving_database(self) -> Path:
+        """What analysts open: the published marts (a link into the current release)."""
+        return self.serving / SERVING_DATABASE
+
+    @property
+    def serving_parquet(self) -> Path:
+        """The published marts as Parquet (a link into the current release)."""
+        return self.serving / SERVING_PARQUET
+
+    @property
+    def report(self) -> Path:
+        return self.serving / "report.html"
+
+    @property
+    def docs(self) -> Path:
+        """The dbt docs site, one offline file."""
+        return self.serving / "docs" / "index.html"
 
     def ensure_landing(self) -> None:
         """Create the landing folders (used by `generate`)."""

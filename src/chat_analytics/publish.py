@@ -64,11 +64,19 @@ from pathlib import Path
 
 import duckdb
 
-from chat_analytics import resources
+from chat_analytics import duck
 from chat_analytics.build import release_warehouse
 from chat_analytics.build_record import BuildRecord, TestSummary, record_path
 from chat_analytics.faults import fault_point
-from chat_analytics.paths import PROJECT_ROOT, Home, UserError
+from chat_analytics.paths import (
+    BUILD_INFO,
+    PROJECT_ROOT,
+    SERVING_DATABASE,
+    SERVING_PARQUET,
+    SERVING_SCHEMA,
+    Home,
+    UserError,
+)
 from chat_analytics.pipeline_lock import pipeline_lock
 from chat_analytics.publish_delta import (
     DAY_COLUMN,
@@ -90,10 +98,7 @@ from chat_analytics.warehouse import raw_state
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "analytics"
-BUILD_INFO = "_build_info"
-DATABASE_NAME = "analytics.duckdb"
-PARQUET_DIR = "parquet"
+SCHEMA = SERVING_SCHEMA
 STORAGE_VERSION = "v1.0.0"
 GIT_COMMIT_ENV = "CHAT_ANALYTICS_GIT_COMMIT"
 RELEASES = ".releases"
@@ -184,14 +189,6 @@ class PublishResult:
     linked_days: tuple[str, ...] = ()  # fct_chats days whose Parquet file is the previous release's
 
 
-def database_path(home: Home) -> Path:
-    return home.serving / DATABASE_NAME
-
-
-def parquet_path(home: Home) -> Path:
-    return home.serving / PARQUET_DIR
-
-
 def current_release(home: Home) -> Path | None:
     """The release folder readers see now, or None before the first publish (or in the older layout)."""
     link = home.serving / CURRENT
@@ -211,7 +208,7 @@ def publish(home: Home, *, run_id: str | None = None, full: bool = False) -> Pub
 
 def _publish(home: Home, run_id: str | None, *, full: bool) -> PublishResult:
     record = BuildRecord.load(home)
-    target = database_path(home)
+    target = home.serving_database
     if not record.ok:
         raise PublishRefused(
             f"not publishing: the last build {_why_not(record)} (see {record_path(home)}); "
@@ -246,10 +243,10 @@ def _publish(home: Home, run_id: str | None, *, full: bool) -> PublishResult:
         _remove_leftovers(serving)
     except (OSError, duckdb.IOException) as exc:
         raise UserError(
-            f"cannot publish into {serving}: {_first_line(exc)}; it must be a folder this user can write, "
-            "with free space (nothing was switched: readers keep the previous release)"
+            f"cannot publish into {serving}: {duck.first_line(exc)}; it must be a folder this user can "
+            "write, with free space (nothing was switched: readers keep the previous release)"
             if current_release(home) != (serving / RELEASES / token).resolve()
-            else f"published to {serving}, but tidying up failed: {_first_line(exc)}"
+            else f"published to {serving}, but tidying up failed: {duck.first_line(exc)}"
         ) from None
     tests = record.tests()
     log.info(
@@ -257,7 +254,7 @@ def _publish(home: Home, run_id: str | None, *, full: bool) -> PublishResult:
         len(row_counts),
         f"{row_counts.get('fct_chats', 0):,}",
         target,
-        parquet_path(home),
+        home.serving_parquet,
         run_id,
         tests.passed,
         tests.warned,
@@ -268,7 +265,7 @@ def _publish(home: Home, run_id: str | None, *, full: bool) -> PublishResult:
         run_id,
         published_at,
         target,
-        parquet_path(home),
+        home.serving_parquet,
         row_counts,
         tests,
         release,
@@ -309,19 +306,12 @@ def _write(
     home: Home, staging: Path, record: BuildRecord, run_id: str, published_at: datetime, *, full: bool
 ) -> tuple[dict[str, int], Plan]:
     """Write the release into `staging`: a copy of the previous one with the changes applied, or anew."""
-    new_db = staging / DATABASE_NAME
-    con = duckdb.connect()
+    new_db = staging / SERVING_DATABASE
+    con = duck.connect(home=home)
     try:
-        con.execute("set enable_progress_bar = false")
-        resources.apply(con, home)
-        try:
-            # dbt tasks that ran in this process (an in-process Airflow run) may still hold the file.
-            release_warehouse()
-            con.execute(f"attach {literal(home.warehouse)} as {_SOURCE} (read_only)")
-        except duckdb.IOException as exc:
-            raise UserError(
-                f"cannot read the warehouse {home.warehouse} (a build running?): {_first_line(exc)}"
-            ) from None
+        # dbt tasks that ran in this process (an in-process Airflow run) may still hold the file.
+        release_warehouse()
+        duck.attach(con, home.warehouse, _SOURCE)
         _require_same_raw(con, record, home)
         marts = _marts(con)
         if not marts:
@@ -339,7 +329,7 @@ def _write(
                 with _timed("copy of the previous database, changes applied"):
                     _apply_changes(con, how, new_db, marts, days)
             except (duckdb.Error, _NotReusable) as exc:
-                how = Plan(f"the previous release could not be reused: {_first_line(exc)}")
+                how = Plan(f"the previous release could not be reused: {duck.first_line(exc)}")
                 log.warning("publishing in full: %s", how.full_reason)
                 _discard(con, new_db)
         if not how.incremental:
@@ -392,7 +382,7 @@ def _plan(home: Home, days: dict[str, tuple[int, int]], schema: str, *, full: bo
         raise UserError(f"{PARTITIONED} in {home.warehouse} has rows without {DAY_COLUMN}: build again")
     return plan(
         current_release(home), days=days, schema=schema, storage_version=STORAGE_VERSION,
-        database_name=DATABASE_NAME,
+        database_name=SERVING_DATABASE,
     )  # fmt: skip
 
 
@@ -406,9 +396,9 @@ def _apply_changes(
     """The previous release's database, copied, with the changed days of fct_chats replaced from the
     warehouse and every other mart and `_build_info` replaced in full."""
     assert how.previous is not None and how.previous_state is not None
-    shutil.copyfile(how.previous / DATABASE_NAME, new_db)
+    shutil.copyfile(how.previous / SERVING_DATABASE, new_db)
     if not how.previous_state.database.matches(how.previous):  # written to while we copied it
-        raise _NotReusable(f"{how.previous / DATABASE_NAME} changed while it was copied")
+        raise _NotReusable(f"{how.previous / SERVING_DATABASE} changed while it was copied")
     con.execute(f"attach {literal(new_db)} as {_TARGET}")
     free, total = con.execute(
         "select free_blocks, total_blocks from pragma_database_size() where database_name = ?", [_TARGET]
@@ -498,7 +488,7 @@ def _write_all(con: duckdb.DuckDBPyConnection, new_db: Path, marts: dict[str, st
 def _write_parquet(con: duckdb.DuckDBPyConnection, staging: Path, tables: list[str], how: Plan) -> None:
     """One file per table, except fct_chats: one file per local creation day, in a folder per month
     (`fct_chats/created_month=YYYY-MM/YYYY-MM-DD.parquet`); the days not written are linked."""
-    folder = staging / PARQUET_DIR
+    folder = staging / SERVING_PARQUET
     folder.mkdir()
     for name in tables:
         if name != PARTITIONED:
@@ -547,7 +537,7 @@ def _in_days(table: str) -> str:
 def _day_files(staging: Path) -> dict[str, list[FileStamp]]:
     """The Parquet files of fct_chats in `staging`, by day."""
     found: dict[str, list[FileStamp]] = {}
-    for path in sorted((staging / PARQUET_DIR / PARTITIONED).glob(f"{PARTITION_COLUMN}=*/*.parquet")):
+    for path in sorted((staging / SERVING_PARQUET / PARTITIONED).glob(f"{PARTITION_COLUMN}=*/*.parquet")):
         found.setdefault(path.name[:10], []).append(FileStamp.of(staging, path))
     return found
 
@@ -563,7 +553,7 @@ def _require_same_raw(con: duckdb.DuckDBPyConnection, record: BuildRecord, home:
         raise PublishRefused(
             f"not publishing: raw data changed since build {record.build_id or 'unknown'} started "
             f"({record.raw_state} then, {now} now: files loaded or retracted in between); build again "
-            f"(`chat-analytics build`, or run the DAG again); {database_path(home)} stays as it was"
+            f"(`chat-analytics build`, or run the DAG again); {home.serving_database} stays as it was"
         )
 
 
@@ -707,7 +697,7 @@ def _switch(serving: Path, release: Path) -> Path | None:
 
 def _fixed_links(serving: Path, token: str) -> None:
     """`analytics.duckdb` and `parquet` as links through `current` (once; an older layout is replaced)."""
-    for name in (DATABASE_NAME, PARQUET_DIR):
+    for name in (SERVING_DATABASE, SERVING_PARQUET):
         link, target = serving / name, Path(CURRENT) / name
         if link.is_symlink() and Path(os.readlink(link)) == target:
             continue
@@ -732,20 +722,20 @@ def _remove_leftovers(serving: Path) -> None:
     """Temporary files and links of killed publishes, and the older layout's files no longer linked."""
     in_use = {
         (serving / name).resolve()
-        for name in (DATABASE_NAME, PARQUET_DIR, CURRENT)
+        for name in (SERVING_DATABASE, SERVING_PARQUET, CURRENT)
         if (serving / name).is_symlink()
     }
-    linked = (serving / DATABASE_NAME).is_symlink()
+    linked = (serving / SERVING_DATABASE).is_symlink()
     for path in serving.iterdir():
         name = path.name
         if name == RELEASES or path.resolve() in in_use:
             continue
         temporary = name.startswith(".") and (
             ".link-" in name  # a temporary link of a killed switch
-            or name.startswith((f".{DATABASE_NAME}.", f".{DATABASE_NAME}-old-", f".{PARQUET_DIR}-"))
+            or name.startswith((f".{SERVING_DATABASE}.", f".{SERVING_DATABASE}-old-", f".{SERVING_PARQUET}-"))
             or name == ".publish.lock"  # the older layout's publish lock (the pipeline lock replaced it)
         )
-        old_wal = linked and name == f"{DATABASE_NAME}.wal"  # the WAL of an older plain published file
+        old_wal = linked and name == f"{SERVING_DATABASE}.wal"  # the WAL of an older plain published file
         if temporary or old_wal:
             log.debug("removing %s (left by an earlier publish)", path)
             _rmtree(path)
@@ -779,7 +769,7 @@ def _rmtree(path: Path) -> None:
 
 
 def _os_error(exc: BaseException) -> str:
-    return (exc.strerror if isinstance(exc, OSError) else None) or _first_line(exc)
+    return (exc.strerror if isinstance(exc, OSError) else None) or duck.first_line(exc)
 
 
 def _fsync(path: Path) -> None:
@@ -804,7 +794,3 @@ def _fsync_dir(path: Path) -> None:
 def _one(con: duckdb.DuckDBPyConnection, sql: str) -> object:
     row = con.execute(sql).fetchone()
     return row[0] if row else None
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

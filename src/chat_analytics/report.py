@@ -15,22 +15,19 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from html import escape
-from importlib.resources import files
 from pathlib import Path
-from string import Template
 from typing import Any
 
 import duckdb
+import jinja2
+from markupsafe import Markup
 
+from chat_analytics import duck, sql
 from chat_analytics import report_charts as charts
-from chat_analytics import sql
-from chat_analytics.paths import Home, UserError
-from chat_analytics.publish import BUILD_INFO, SCHEMA, database_path
+from chat_analytics.paths import BUILD_INFO, SERVING_SCHEMA, Home, UserError
 
 log = logging.getLogger(__name__)
 
-REPORT_NAME = "report.html"
 LOCAL_TZ = "Australia/Melbourne"
 TOP_N = 10
 TITLE = "Customer-support chats"
@@ -41,10 +38,6 @@ _RANKINGS = {
     "lowest_rate": ("lowest_resolution_rate_categories", "rank_lowest_resolution_rate"),
     "fastest": ("fastest_resolution_categories", "rank_fastest_resolution"),
 }
-
-
-def report_path(home: Home) -> Path:
-    return home.serving / REPORT_NAME
 
 
 @dataclass
@@ -66,11 +59,11 @@ class Figures:
 
 def report(home: Home) -> Path:
     """Write `serving/report.html` from the published marts; returns its path."""
-    source = database_path(home)
+    source = home.serving_database
     if not source.is_file():
         raise UserError(f"no published database at {source}: run `chat-analytics publish` first")
     figures = load(source)
-    target = report_path(home)
+    target = home.report
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(render(figures), encoding="utf-8")
@@ -90,11 +83,10 @@ def report(home: Home) -> Path:
 
 
 def load(source: Path) -> Figures:
-    con = duckdb.connect()
+    con = duck.connect()
     try:
-        con.execute("set enable_progress_bar = false")
         con.execute(f"set TimeZone = {sql.literal(LOCAL_TZ)}")
-        con.execute(f"attach {sql.literal(source)} as {sql.ident(_DB)} (read_only)")
+        duck.attach(con, source, _DB)
         return _figures(con)
     except duckdb.CatalogException as exc:
         raise UserError(
@@ -108,7 +100,7 @@ def _rows(
     con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None
 ) -> list[dict[str, Any]]:
     """Run `query` with `@name` meaning the published relation `name` (a constant of this module)."""
-    cursor = con.execute(query.replace("@", sql.qualified(_DB, SCHEMA) + "."), params or [])
+    cursor = con.execute(query.replace("@", sql.qualified(_DB, SERVING_SCHEMA) + "."), params or [])
     names = [d[0] for d in cursor.description or []]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -160,81 +152,65 @@ def _figures(con: duckdb.DuckDBPyConnection) -> Figures:
 
 # ---- rendering --------------------------------------------------------------------------------------
 
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("chat_analytics", "templates"),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=True),
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    undefined=jinja2.StrictUndefined,
+)
+_CATEGORY_SECTIONS = (
+    (
+        "top",
+        "Top categories by customer-initiated chats",
+        "Categories with the most chats started by customers: the chat's own category (leaf) and "
+        "its top-level category (root). Categories are shown by the first 8 characters of their "
+        "id; hover for the full id and figures.",
+    ),
+    (
+        "lowest_rate",
+        "Lowest resolution rates",
+        "Share of the category's chats that have been resolved, lowest first (n = chats).",
+    ),
+    (
+        "fastest",
+        "Fastest resolution",
+        "Average time from creation to resolution over resolved chats, fastest first (n = resolved chats).",
+    ),
+)
+
 
 def render(f: Figures) -> str:
-    template = Template((files("chat_analytics") / "templates" / "report.html").read_text(encoding="utf-8"))
+    """The page: `templates/report.html.j2`, every value escaped by Jinja2's autoescape; the charts are
+    SVG that report_charts builds (and escapes) itself."""
     info = f.info
     window = ""
     if info.get("first_chat_date_local") and info.get("last_chat_date_local"):
         first, last = info["first_chat_date_local"], info["last_chat_date_local"]
         window = f"{charts.long_date(first)} {DASH} {charts.long_date(last)}"
     subtitle = " · ".join(
-        part
-        for part in (
+        (
             f"Chats created {window} (Melbourne time)" if window else "No chats yet",
             f"published {info.get('published_local', '?')} Melbourne time",
             f"run {info.get('run_id', '?')}",
         )
-        if part
     )
-    body = "\n".join(
-        [
-            _cards(f),
-            _section(
-                "Daily resolved chats",
-                "Chats resolved per Melbourne calendar day, every day from the first to the last resolution "
-                "(days without resolutions count as zero). Hover a bar for the day's figures.",
-                charts.daily_chart(f.days, f.lowest, f.highest),
-            ),
-            _section(
-                "When chats arrive",
-                "Average chats per week created in each weekday and hour, Melbourne local time (daylight "
-                "saving applied). Darker is busier; hover a cell for the total.",
-                charts.heatmap(f.cells),
-            ),
-            _category_section(
-                f,
-                "top",
-                "Top categories by customer-initiated chats",
-                "Categories with the most chats started by customers: the chat's own category (leaf) and "
-                "its top-level category (root). Categories are shown by the first 8 characters of their "
-                "id; hover for the full id and figures.",
-            ),
-            _category_section(
-                f,
-                "lowest_rate",
-                "Lowest resolution rates",
-                "Share of the category's chats that have been resolved, lowest first (n = chats).",
-            ),
-            _category_section(
-                f,
-                "fastest",
-                "Fastest resolution",
-                "Average time from creation to resolution over resolved chats, fastest first "
-                "(n = resolved chats).",
-            ),
-            _quality(f),
-        ]
-    )
-    commit = str(info.get("git_commit") or "unknown")[:12]
-    footer = (
-        f"Generated from <code>serving/analytics.duckdb</code> ({escape(SCHEMA)} schema) · "
-        f"git {escape(commit)} · dbt {escape(str(info.get('dbt_version')))} · "
-        f"DuckDB {escape(str(info.get('duckdb_version')))}. Volume figures count every chat; category "
-        "figures count chats in current, enabled categories."
-    )
-    return template.substitute(title=escape(TITLE), subtitle=escape(subtitle), body=body, footer=footer)
-
-
-def _section(title: str, note: str, content: str) -> str:
-    return f'<section><h2>{escape(title)}</h2><p class="note">{escape(note)}</p>{content}</section>'
-
-
-def _card(label: str, value: str, sub: str, css: str = "") -> str:
-    return (
-        f'<div class="card {css}"><div class="label">{escape(label)}</div>'
-        f'<div class="value {"date" if css in {"high", "low"} else ""}">{escape(value)}</div>'
-        f'<div class="sub">{escape(sub)}</div></div>'
+    return _ENV.get_template("report.html.j2").render(
+        title=TITLE,
+        subtitle=subtitle,
+        cards=_cards(f),
+        daily_chart=Markup(charts.daily_chart(f.days, f.lowest, f.highest)),
+        heatmap=Markup(charts.heatmap(f.cells)),
+        categories=[
+            {"title": title, "note": note, "panels": _category_panels(f, kind)}
+            for kind, title, note in _CATEGORY_SECTIONS
+        ],
+        quality=_quality(f),
+        schema=SERVING_SCHEMA,
+        commit=str(info.get("git_commit") or "unknown")[:12],
+        dbt_version=str(info.get("dbt_version")),
+        duckdb_version=str(info.get("duckdb_version")),
     )
 
 
@@ -242,30 +218,26 @@ def _pct(part: float, whole: float) -> str:
     return f"{part / whole * 100:.0f}%" if whole else DASH
 
 
-def _cards(f: Figures) -> str:
+def _card(label: str, value: str, sub: str, css: str = "") -> dict[str, str]:
+    return {"label": label, "value": value, "sub": sub, "css": css}
+
+
+def _cards(f: Figures) -> list[dict[str, str]]:
     median = DASH if f.median_per_day is None else charts.number(round(f.median_per_day, 1))
-    cards = [
+    per_day = f"customer-initiated chats resolved per day, over {f.days_counted:,} days (zeros included)"
+    return [
         _card("Chats", f"{f.chats:,}", f"{_pct(f.customer_chats, f.chats)} started by the customer"),
         _card("Resolved", f"{f.resolved:,}", f"{_pct(f.resolved, f.chats)} of all chats"),
-        _card(
-            "Median per day",
-            median,
-            f"customer-initiated chats resolved per day, over {f.days_counted:,} days (zeros included)",
-        ),
-        _card(
-            "Busiest day",
-            charts.long_date(f.highest.day) if f.highest else DASH,
-            f"{f.highest.resolved:,} chats resolved" if f.highest else "no resolutions yet",
-            "high",
-        ),
-        _card(
-            "Quietest day",
-            charts.long_date(f.lowest.day) if f.lowest else DASH,
-            f"{f.lowest.resolved:,} chats resolved" if f.lowest else "no resolutions yet",
-            "low",
-        ),
+        _card("Median per day", median, per_day),
+        _day_card("Busiest day", f.highest, "high"),
+        _day_card("Quietest day", f.lowest, "low"),
     ]
-    return f'<div class="cards">{"".join(cards)}</div>'
+
+
+def _day_card(label: str, day: charts.Day | None, css: str) -> dict[str, str]:
+    if day is None:
+        return _card(label, DASH, "no resolutions yet", css)
+    return _card(label, charts.long_date(day.day), f"{day.resolved:,} chats resolved", css)
 
 
 def short_id(category_id: str) -> str:
@@ -304,7 +276,7 @@ _AXES = {
 }
 
 
-def _category_section(f: Figures, kind: str, title: str, note: str) -> str:
+def _category_panels(f: Figures, kind: str) -> list[dict[str, str]]:
     axis, colour, max_value = _AXES[kind]
     panels = []
     for level, heading in (("leaf", "Leaf category (the chat's own)"), ("root", "Root (top-level) category")):
@@ -314,62 +286,26 @@ def _category_section(f: Figures, kind: str, title: str, note: str) -> str:
             label, scale = "Average resolution time (minutes)", 60.0
         bars = [_bar(kind, row, scale) for row in rows]
         chart = charts.hbar_chart(bars, axis_label=label, colour=colour, max_value=max_value)
-        panels.append(f"<div><h3>{escape(heading)}</h3>{chart}</div>")
-    return _section(title, note, f'<div class="pair">{"".join(panels)}</div>')
+        panels.append({"heading": heading, "chart": Markup(chart)})
+    return panels
 
 
-def _chip(status: str | None, text: str | None = None) -> str:
-    css = status if status in {"pass", "warn", "error"} else "unknown"
-    return f'<span class="chip {css}">{escape(text or status or "unknown")}</span>'
-
-
-def _quality(f: Figures) -> str:
+def _quality(f: Figures) -> dict[str, Any]:
     info = f.info
-    reasons: dict[str, int] = dict(info.get("quarantined_by_reason") or {})
     quarantined = int(info.get("quarantined_rows") or 0)
     raw_rows = info.get("raw_rows")
-    rows = "".join(
-        f'<tr><td><code>{escape(reason)}</code></td><td class="num">{count:,}</td></tr>'
-        for reason, count in reasons.items()
-    )
-    share = f" ({quarantined / raw_rows * 100:.2f}% of {raw_rows:,} raw rows)" if raw_rows else ""
-    quarantine = (
-        "<div><h3>Quarantined rows by reason</h3>"
-        f'<table><tr><th>reason</th><th class="num">rows</th></tr>{rows}'
-        f'<tr class="total"><td>total{escape(share)}</td><td class="num">{quarantined:,}</td></tr></table>'
-        "</div>"
-    )
-    warned = list(info.get("warned_tests") or [])
-    warn_list = "".join(f"<li><code>{escape(name)}</code></li>" for name in warned)
-    passed, warns, errors = (int(info.get(k) or 0) for k in ("tests_pass", "tests_warn", "tests_error"))
-    chips = " ".join(
-        [
-            _chip("pass", f"{passed} passed"),
-            _chip("warn" if warns else "pass", f"{warns} warned"),
-            _chip("error" if errors else "pass", f"{errors} errors"),
-        ]
-    )
-    if warned:
-        warnings = (
-            '<p class="note">Warnings (findings below the error thresholds):</p>'
-            f'<ul class="tests">{warn_list}</ul>'
-        )
-    else:
-        warnings = '<p class="note">No warnings.</p>'
-    tests = f"<div><h3>dbt tests in the last build</h3><p>{chips}</p>{warnings}</div>"
     age = info.get("ingest_age_hours")
-    freshness = (
-        "<div><h3>Freshness <small>(Melbourne time)</small></h3>"
-        f"<p>Source freshness: {_chip(info.get('freshness_status'))}</p>"
-        f"<p>Last landing file loaded: <b>{escape(str(info.get('last_ingested_local') or 'never'))}</b>"
-        + (f" ({age:.1f} h before publishing)" if age is not None else "")
-        + "</p>"
-        f"<p>Published: <b>{escape(str(info.get('published_local', '?')))}</b><br>"
-        f"Run: <code>{escape(str(info.get('run_id', '?')))}</code></p></div>"
-    )
-    return _section(
-        "Data quality",
-        "Raw rows that could not be trusted are quarantined, never counted; warnings are findings below "
-        "the error thresholds (a build with an error is never published).",
-        f'<div class="quality">{quarantine}{tests}{freshness}</div>',
-    )
+    return {
+        "reasons": list(dict(info.get("quarantined_by_reason") or {}).items()),
+        "quarantined": quarantined,
+        "share": f" ({quarantined / raw_rows * 100:.2f}% of {raw_rows:,} raw rows)" if raw_rows else "",
+        "passed": int(info.get("tests_pass") or 0),
+        "warns": int(info.get("tests_warn") or 0),
+        "errors": int(info.get("tests_error") or 0),
+        "warned_tests": list(info.get("warned_tests") or []),
+        "freshness_status": info.get("freshness_status"),
+        "last_ingested": str(info.get("last_ingested_local") or "never"),
+        "ingest_age": f" ({age:.1f} h before publishing)" if age is not None else "",
+        "published": str(info.get("published_local", "?")),
+        "run_id": str(info.get("run_id", "?")),
+    }

@@ -5,7 +5,8 @@ default grows towards it. The pipeline caps every DuckDB it opens (ingest, the d
 profile, publish) at `CHAT_ANALYTICS_MEMORY_LIMIT` (default: the smaller of 5 GB and half the RAM),
 and spills what does not fit to `<home>/warehouse/spill` (`CHAT_ANALYTICS_SPILL_DIR` overrides), on the
 same disk as the warehouse and removed by `make clean` with it. With the Python process around it, a
-step then peaks well under 8 GB (README, performance section).
+step then peaks well under 8 GB (README, performance section). chat_analytics.duck applies them to
+every connection the package opens; `dbt_env` hands them to the dbt profile.
 """
 
 from __future__ import annotations
@@ -13,10 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import duckdb
-
-from chat_analytics import sql
-from chat_analytics.paths import Home, UserError
+from chat_analytics.paths import Home
 
 MEMORY_LIMIT_ENV = "CHAT_ANALYTICS_MEMORY_LIMIT"
 SPILL_DIR_ENV = "CHAT_ANALYTICS_SPILL_DIR"
@@ -44,18 +42,3 @@ def spill_dir(home: Home) -> Path:
 def dbt_env(home: Home) -> dict[str, str]:
     """The environment the dbt profile reads its memory limit and spill folder from."""
     return {MEMORY_LIMIT_ENV: memory_limit(), SPILL_DIR_ENV: str(spill_dir(home))}
-
-
-def apply(con: duckdb.DuckDBPyConnection, home: Home) -> None:
-    """Cap the connection's memory and point its spill folder under the home."""
-    folder = spill_dir(home)
-    folder.mkdir(parents=True, exist_ok=True)
-    limit = memory_limit()
-    try:
-        con.execute(f"set memory_limit = {sql.literal(limit)}")
-    except (duckdb.Error, ValueError) as exc:
-        raise UserError(
-            f"{MEMORY_LIMIT_ENV}={limit!r} is not a memory size DuckDB accepts ({str(exc).splitlines()[0]}): "
-            "use a size such as 4GB or 800MB"
-        ) from None
-    con.execute(f"set temp_directory = {sql.literal(folder)}")

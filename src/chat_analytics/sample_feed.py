@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from chat_analytics.generate import GROUND_TRUTH_NAME, generate
+from chat_analytics.generate import generate
 from chat_analytics.generator.categories import CATEGORY_NAMESPACE
 from chat_analytics.generator.knobs import DEPTH_COUNTS
-from chat_analytics.ingest import FILE_NAME
+from chat_analytics.landing import FILE_NAME, GROUND_TRUTH_NAME
 from chat_analytics.paths import Home
 
 log = logging.getLogger(__name__)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import duckdb
 
-from chat_analytics import resources, sql
-from chat_analytics.paths import Home, UserError
+from chat_analytics import duck, sql
+from chat_analytics.landing import SOURCE_COLUMNS
+from chat_analytics.paths import Home
 
-SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "chats": ("id", "chat_category_id", "created_at", "is_customer_initiated", "resolved_at"),
-    "categories": ("id", "parent_id", "disabled"),
-}
+log = logging.getLogger(__name__)
+
 # Manifest statuses. Only `loaded` batches count (the raw.<entity> views show only theirs); a batch
 # leaves `loaded` for good when its file is re-delivered with new content (`replaced`) or withdrawn by
 # `chat-analytics retract` (`retracted`); raw.file_actions says when, by whom and why; the rows stay.
@@ -21,7 +21,6 @@ LOADED, FAILED, REPLACED, RETRACTED = "loaded", "failed", "replaced", "retracted
 # ingested-at) and the batch's first row id live once per batch in raw.ingested_files and are joined in
 # by the raw.<entity> views.
 LINEAGE_DDL = "_batch_id bigint not null"
-RESERVED_PREFIX = "_"
 # Columns of a file beyond the contract's, per row: column name -> text (null when the file has none).
 # One column whatever the header holds, so an unexpected header never widens the table.
 EXTRA_COLUMN = "_extra"
@@ -136,33 +135,19 @@ inner join batches as b on d._batch_id = b._batch_id
 def connect(home: Home) -> duckdb.DuckDBPyConnection:
     """Open the pipeline's working database (one writer at a time) and make sure the raw schema exists."""
     home.warehouse_dir.mkdir(parents=True, exist_ok=True)
+    con = duck.connect(home.warehouse, home=home)
     try:
-        con = duckdb.connect(str(home.warehouse))
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise UserError(
-                f"the warehouse {home.warehouse} is in use by another process; wait for it to finish "
-                "(analysts should read serving/, never the working file)"
-            ) from None
-        raise UserError(f"cannot open the warehouse {home.warehouse}: {exc}") from None
-    try:
-        _prepare(con, home)
+        con.execute(DDL)
+        for entity in SOURCE_COLUMNS:
+            # Warehouses created before `_extra` existed (their unexpected columns are varchar columns).
+            con.execute(
+                f"alter table {sql.qualified('raw', f'{entity}_data')} add column if not exists {EXTRA_DDL}"
+            )
+            con.execute(view_sql(entity))
     except BaseException:
         con.close()
         raise
     return con
-
-
-def _prepare(con: duckdb.DuckDBPyConnection, home: Home) -> None:
-    con.execute("set enable_progress_bar = false")
-    resources.apply(con, home)
-    con.execute(DDL)
-    for entity in SOURCE_COLUMNS:
-        # Warehouses created before `_extra` existed (their unexpected columns are varchar columns).
-        con.execute(
-            f"alter table {sql.qualified('raw', f'{entity}_data')} add column if not exists {EXTRA_DDL}"
-        )
-        con.execute(view_sql(entity))
 
 
 def raw_state(con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> str | None:
@@ -196,8 +181,32 @@ def read_raw_state(path: Path) -> str | None:
     """`raw_state` of a warehouse file, opened read-only for the moment (None when there is no file)."""
     if not path.is_file():
         return None
-    try:
-        with duckdb.connect(str(path), read_only=True) as con:
-            return raw_state(con)
-    except duckdb.Error as exc:
-        raise UserError(f"cannot read the warehouse {path} (in use by another process?): {exc}") from None
+    with duck.connect(path, read_only=True) as con:
+        return raw_state(con)
+
+
+def data_table(entity: str) -> str:
+    """`raw.<entity>_data`, quoted."""
+    return sql.qualified("raw", f"{entity}_data")
+
+
+def check_placement(con: duckdb.DuckDBPyConnection, entity: str, first_rowids: dict[int, int]) -> None:
+    """After commit, prove each batch starts where the manifest says; re-anchor if it ever does not."""
+    if not first_rowids:
+        return
+    actual = dict(
+        con.execute(
+            f"select _batch_id, min(rowid) from {data_table(entity)} "
+            "where _batch_id between ? and ? group by 1",
+            [min(first_rowids), max(first_rowids)],
+        ).fetchall()
+    )
+    for batch_id, first in first_rowids.items():
+        if actual.get(batch_id) != first:
+            log.warning(
+                "batch %d starts at row %s, not %s: re-anchoring", batch_id, actual.get(batch_id), first
+            )
+            con.execute(
+                "update raw.ingested_files set first_rowid = ? where batch_id = ?",
+                [actual[batch_id], batch_id],
+            )
