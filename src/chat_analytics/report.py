@@ -218,7 +218,7 @@ def render(f: Figures) -> str:
     )
     commit = str(info.get("git_commit") or "unknown")[:12]
     footer = (
-        f"Generated from <code>serving/analytics.duckdb</code> ({escape(SCHEMA)} schema) · "
+        f"Generated from <code>serving/analytics.duckdb</code> · "
         f"git {escape(commit)} · dbt {escape(str(info.get('dbt_version')))} · "
         f"DuckDB {escape(str(info.get('duckdb_version')))}. Volume figures count every chat; category "
         "figures count chats in current, enabled categories."
