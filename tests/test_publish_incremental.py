@@ -151,8 +151,8 @@ def _assert_same_publish(incremental: Home, full: Home) -> None:
                 select = ", ".join(keep)
             else:
                 select = "*"
-            assert _rows(con, f"select {select} from inc.analytics.{name}") == _rows(
-                con, f"select {select} from ful.analytics.{name}"
+            assert _rows(con, f"select {select} from inc.main.{name}") == _rows(
+                con, f"select {select} from ful.main.{name}"
             ), name
     inc_files, full_files = _parquet_files(incremental), _parquet_files(full)
     assert sorted(inc_files) == sorted(full_files), "the Parquet layouts differ"

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 STATE_NAME = "publish_state.json"
 #: Bump when the release layout or the meaning of the state changes: the next publish is then full.
-STATE_FORMAT = 2
+STATE_FORMAT = 1
 LAYOUT = (
     "marts in schema main; "
     "fct_chats/created_month=YYYY-MM/YYYY-MM-DD.parquet, checksums by created_date_local"
