@@ -69,6 +69,7 @@ import duckdb
 from chat_analytics import resources
 from chat_analytics.build import release_warehouse
 from chat_analytics.build_record import BuildRecord, TestSummary, record_path
+from chat_analytics.dbt_vars import quarantine_reasons
 from chat_analytics.faults import fault_point
 from chat_analytics.paths import PROJECT_ROOT, Home, UserError
 from chat_analytics.pipeline_lock import pipeline_lock
@@ -107,14 +108,7 @@ RELEASES = ".releases"
 CURRENT = "current"
 _STAGING_PREFIX = ".tmp-"
 READ_ONLY = 0o444
-QUARANTINE_REASONS = (
-    "missing_id",
-    "invalid_created_at",
-    "invalid_resolved_at",
-    "resolved_before_created",
-    "invalid_is_customer_initiated",
-    "conflicting_duplicate",
-)
+QUARANTINE_REASONS = quarantine_reasons()  # every one counted in _build_info, zeros included
 # The working warehouse, attached read-only under its file's stem: dbt's views name that catalog.
 _SOURCE = "warehouse"
 _TARGET = "pub"  # the new published file

@@ -25,13 +25,14 @@ import duckdb
 
 from chat_analytics import report_charts as charts
 from chat_analytics import sql
+from chat_analytics.dbt_vars import local_timezone
 from chat_analytics.paths import Home, UserError
 from chat_analytics.publish import BUILD_INFO, SCHEMA, database_path
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "report.html"
-LOCAL_TZ = "Australia/Melbourne"
+LOCAL_TZ = local_timezone()
 TOP_N = 10
 TITLE = "Customer-support chats"
 DASH = "\u2013"  # en dash: "no value" and date ranges
