@@ -44,11 +44,11 @@ def docs_path(home: Home) -> Path:
     return home.serving / DOCS_DIR / "index.html"
 
 
-def _profile(published: Path | None) -> dict[str, object]:
+def _profile(catalog: Path | None) -> dict[str, object]:
     output: dict[str, object] = {"type": "duckdb", "path": ":memory:", "schema": "main", "threads": 1}
-    if published is not None:
+    if catalog is not None:
         output["database"] = CATALOG_NAME
-        output["attach"] = [{"path": str(published), "alias": CATALOG_NAME, "read_only": True}]
+        output["attach"] = [{"path": str(catalog), "alias": CATALOG_NAME, "read_only": True}]
     return {PROFILE: {"target": "docs", "outputs": {"docs": output}}}
 
 
@@ -85,10 +85,9 @@ def generate_docs(home: Home) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="chat-analytics-docs-") as tmp:
         work = Path(tmp)
-        if source is not None:
-            source = _catalog_source(source, work)
+        catalog = _catalog_source(source, work) if source is not None else None
         # YAML is a superset of JSON: the profile needs no YAML writer.
-        (work / "profiles.yml").write_text(json.dumps(_profile(source), indent=1), encoding="utf-8")
+        (work / "profiles.yml").write_text(json.dumps(_profile(catalog), indent=1), encoding="utf-8")
         command = [
             str(dbt), "docs", "generate", "--static",
             "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(work),
