@@ -30,8 +30,7 @@ $(STAMP): pyproject.toml uv.lock
 	@touch $@
 
 $(MANIFEST): $(STAMP) $(DBT_INPUTS)
-	CHAT_ANALYTICS_WAREHOUSE="$(CHAT_ANALYTICS_HOME)/warehouse/warehouse.duckdb" \
-		$(BIN)/dbt parse --project-dir dbt --profiles-dir dbt --quiet
+	$(BIN)/dbt parse --project-dir dbt --quiet
 	@touch $@
 
 setup: $(STAMP) $(MANIFEST) ## create .venv from uv.lock, parse the dbt project (fast and idempotent when nothing changed)
@@ -86,7 +85,7 @@ ASSETS_HOME ?= $(CURDIR)/data/assets-sample
 
 query: setup ## DuckDB CLI, read-only, on the published marts (serving/analytics.duckdb)
 	@test -f "$(PUBLISHED)" || { echo "no published database at $(PUBLISHED): run 'make run' first" >&2; exit 2; }
-	$(BIN)/duckdb -readonly -cmd "USE analytics.analytics" "$(PUBLISHED)"
+	$(BIN)/duckdb -readonly "$(PUBLISHED)"
 
 docs: setup ## dbt docs site as one offline HTML file, lineage included: serving/docs/index.html
 	$(BIN)/python -m chat_analytics.dbt_docs

@@ -65,6 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import marts_guard  # bench/ is not a package: its modules are found through sys.path
 import variants
 
+from chat_analytics.dbt_vars import local_timezone
 from chat_analytics.sql import literal
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +91,7 @@ create table chats as
 {latest};
 create table daily as
 with days as (
-    select cast(timezone('Australia/Melbourne', resolved_at::timestamptz) as date) as day, customer
+    select cast(timezone({zone}, resolved_at::timestamptz) as date) as day, customer
     from chats where resolved_at is not null
 ),
 span as (select range::date as day from range((select min(day) from days), (select max(day) from days)
@@ -114,7 +115,7 @@ create table lowest_rate as select * from ranked order by resolution_rate, categ
 create table fastest as
 select * from ranked where avg_hours is not null order by avg_hours, category_id limit 10;
 create table hourly as
-with local as (select timezone('Australia/Melbourne', created_at::timestamptz) as t from chats)
+with local as (select timezone({zone}, created_at::timestamptz) as t from chats)
 select isodow(t) as day_of_week, hour(t) as hour_of_day, count(*) as chats from local group by all;
 """
 
@@ -233,6 +234,7 @@ def floor_sql(home: Path, spill: Path, variant: variants.Variant | None = None) 
         settings="{settings}",
         latest=FLOOR_LATEST.format(rows=rows),
         categories=literal(home / "landing" / "categories" / "*.csv"),
+        zone=literal(local_timezone()),
     )
 
 

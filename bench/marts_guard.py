@@ -38,7 +38,7 @@ def signature(home: Path, fraction_sql: str = "0::BIGINT") -> Signature:
         tables = [
             name
             for (name,) in con.execute(
-                "select table_name from duckdb_tables() where schema_name = 'analytics' "
+                "select table_name from duckdb_tables() where schema_name = 'main' "
                 "and database_name = current_database() and table_name <> '_build_info' order by 1"
             ).fetchall()
         ]
@@ -47,7 +47,7 @@ def signature(home: Path, fraction_sql: str = "0::BIGINT") -> Signature:
                 (name, kind)
                 for name, kind in con.execute(
                     "select column_name, data_type from information_schema.columns "
-                    "where table_schema = 'analytics' and table_catalog = current_database() "
+                    "where table_schema = 'main' and table_catalog = current_database() "
                     "and table_name = ? order by ordinal_position",
                     [table],
                 ).fetchall()
@@ -75,10 +75,10 @@ def signature(home: Path, fraction_sql: str = "0::BIGINT") -> Signature:
 
 
 def _schema(con: duckdb.DuckDBPyConnection) -> str:
-    """`<catalog>.analytics` (the catalog is named after the file, often `analytics` as well)."""
+    """`<catalog>.main`: the published file keeps its marts in its default schema."""
     row = con.execute("select current_database()").fetchone()
     assert row is not None
-    return f"{ident(row[0])}.analytics"
+    return f"{ident(row[0])}.main"
 
 
 def differences(expected: Signature, actual: Signature) -> list[str]:

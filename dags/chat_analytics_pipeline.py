@@ -58,7 +58,7 @@ from chat_analytics.orchestration import tasks
 from chat_analytics.orchestration.dbt_group import dbt_task_group, watch_after_the_build
 
 DAG_ID = tasks.DAG_ID
-TIMEZONE = PIPELINE_TIMEZONE  # Australia/Melbourne
+TIMEZONE = PIPELINE_TIMEZONE  # the dbt var `local_timezone`: Australia/Melbourne
 SCHEDULE = "0 6 * * *"  # 06:00 local time, every day
 
 DEFAULT_ARGS: dict[str, Any] = {

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from airflow.sdk import DAG, CronTriggerTimetable, task
 
-from chat_analytics.airflow_setup import pipeline_home
+from chat_analytics.airflow_setup import PIPELINE_TIMEZONE, pipeline_home
 from chat_analytics.alerts import task_failure_alert
 
-TIMEZONE = "Australia/Melbourne"
+TIMEZONE = PIPELINE_TIMEZONE  # the dbt var `local_timezone`
 
 with DAG(
     dag_id="chat_analytics_sample_feed",

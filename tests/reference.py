@@ -1,7 +1,7 @@
 """Independent Python reference for the chat-analytics warehouse (pandas + zoneinfo).
 
 Computes every analytics mart, the quarantine and the books from the RAW tables alone, following
-docs/data-contract.md and the mart definitions documented in dbt/models/*/_*__models.yml, without
+docs/data-contract.md and the mart definitions documented in dbt/models/*/_*.yml, without
 sharing any code with the dbt project. Then compares them with what dbt built.
 
 Reusable entry points:

@@ -135,7 +135,7 @@ def test_heavy_versions_repeats_rows_and_adds_winning_versions(runs: dict[str, d
     ):
         resolved = [
             con.execute(
-                f"select count(resolved_at_utc), sum(epoch(resolved_at_utc)) from {db}.analytics.fct_chats"
+                f"select count(resolved_at_utc), sum(epoch(resolved_at_utc)) from {db}.fct_chats"
             ).fetchone()
             for con, db in ((clean, "analytics"), (later, "analytics"))
         ]

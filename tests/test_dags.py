@@ -108,7 +108,7 @@ def _manifest_nodes(*kinds: str) -> set[str]:
 
 def _test_counts(published: Path) -> tuple[int, int, int]:
     with duckdb.connect(str(published), read_only=True) as con:
-        query = "select tests_pass, tests_warn, tests_error from analytics.analytics._build_info"
+        query = "select tests_pass, tests_warn, tests_error from analytics._build_info"
         return con.execute(query).fetchone()
 
 
@@ -322,9 +322,9 @@ def test_dag_run_builds_the_same_marts_as_the_cli(
     published = Home(dag_home).serving / "analytics.duckdb"
     assert published.is_file() and (Home(dag_home).serving / "report.html").is_file()
     with duckdb.connect(str(published), read_only=True) as con:
-        info = "select run_id, tests_error from analytics.analytics._build_info"
+        info = "select run_id, tests_error from analytics._build_info"
         run_id, errors = con.execute(info).fetchone()
-        rows = con.execute("select count(*) from analytics.analytics.fct_chats").fetchone()[0]
+        rows = con.execute("select count(*) from analytics.fct_chats").fetchone()[0]
     assert run_id == dag_run.run_id and errors == 0
     assert rows == len(dag_marts["fct_chats"])
     # ... and both published files count the same tests

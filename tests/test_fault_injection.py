@@ -124,10 +124,8 @@ def _serving_state(home: Path) -> dict:
     """The published release as a reader sees it; asserts the database and Parquet are one release."""
     serving = home / "serving"
     with duckdb.connect(str(serving / "analytics.duckdb"), read_only=True) as con:
-        run_id, counts = con.execute(
-            "select run_id, row_counts from analytics.analytics._build_info"
-        ).fetchone()
-        chats = con.execute("select count(*) from analytics.analytics.fct_chats").fetchone()[0]
+        run_id, counts = con.execute("select run_id, row_counts from analytics._build_info").fetchone()
+        chats = con.execute("select count(*) from analytics.fct_chats").fetchone()[0]
         parquet_run = con.execute(
             "select run_id from read_parquet(?)", [str(serving / "parquet" / "_build_info.parquet")]
         ).fetchone()[0]
@@ -151,12 +149,12 @@ def _published_marts(home: Path) -> dict[str, list[tuple]]:
         names = [
             r[0]
             for r in con.execute(
-                "select table_name from duckdb_tables() where schema_name = 'analytics' "
+                "select table_name from duckdb_tables() where schema_name = 'main' "
                 "and table_name <> '_build_info' order by 1"
             ).fetchall()
         ]
         return {
-            name: sorted(con.execute(f'select * from analytics.analytics."{name}"').fetchall(), key=repr)
+            name: sorted(con.execute(f'select * from analytics."{name}"').fetchall(), key=repr)
             for name in names
         }
 

@@ -20,26 +20,20 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+from chat_analytics.dbt_vars import local_timezone, quarantine_reasons
 from chat_analytics.generate import GenerateSummary, generate
 from chat_analytics.generator import csvtext
 from chat_analytics.paths import Home, UserError
 
 CHATS_HEADER = ["id", "chat_category_id", "created_at", "is_customer_initiated", "resolved_at"]
 START, END = date(2000, 1, 1), date(2000, 4, 30)
-MELBOURNE = ZoneInfo("Australia/Melbourne")
+MELBOURNE = ZoneInfo(local_timezone())
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 CLEAN_TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 TRUE_WORDS = {"true", "t", "1", "yes"}
 FALSE_WORDS = {"false", "f", "0", "no"}
 NULLS = {"", "null", "NULL"}
-REASONS = [
-    "missing_id",
-    "invalid_created_at",
-    "invalid_resolved_at",
-    "resolved_before_created",
-    "invalid_is_customer_initiated",
-    "conflicting_duplicate",
-]
+REASONS = quarantine_reasons()
 
 
 # --- helpers: an independent reading of the files ------------------------------------------------

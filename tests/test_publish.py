@@ -28,7 +28,9 @@ from chat_analytics.paths import PROJECT_ROOT, Home, UserError
 from chat_analytics.publish import (
     BUILD_INFO,
     QUARANTINE_REASONS,
+    SCHEMA,
     STORAGE_VERSION,
+    WAREHOUSE_SCHEMA,
     PublishRefused,
     publish,
 )
@@ -58,12 +60,17 @@ def _published(home: Home) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _schema(database: str) -> str:
+    """The marts' schema: `analytics` in the warehouse, the default schema in the published file."""
+    return WAREHOUSE_SCHEMA if database == "warehouse" else SCHEMA
+
+
 def _marts(con: duckdb.DuckDBPyConnection, database: str) -> set[str]:
     rows = con.execute(
-        "select table_name from duckdb_tables() where database_name = $db and schema_name = 'analytics' "
+        "select table_name from duckdb_tables() where database_name = $db and schema_name = $schema "
         "union all "
-        "select view_name from duckdb_views() where database_name = $db and schema_name = 'analytics'",
-        {"db": database},
+        "select view_name from duckdb_views() where database_name = $db and schema_name = $schema",
+        {"db": database, "schema": _schema(database)},
     ).fetchall()
     return {name for (name,) in rows}
 
@@ -74,8 +81,6 @@ def _cli(home: Home, sql: str, *extra: str) -> subprocess.CompletedProcess[str]:
         str(DUCKDB_CLI),
         "-readonly",
         *extra,
-        "-cmd",
-        "USE analytics.analytics",
         str(home.serving_database),
     ]
     return subprocess.run(command, input=sql, capture_output=True, text=True, timeout=60, check=False)
@@ -100,16 +105,15 @@ def test_published_file_holds_every_mart_unchanged(home: Home) -> None:
         for name in sorted(marts):
             columns = (
                 "select column_name, data_type from duckdb_columns() where database_name = ? "
-                "and schema_name = 'analytics' and table_name = ? order by column_index"
+                "and schema_name = ? and table_name = ? order by column_index"
             )
             assert (
-                con.execute(columns, ["pub", name]).fetchall()
-                == con.execute(columns, ["warehouse", name]).fetchall()
+                con.execute(columns, ["pub", SCHEMA, name]).fetchall()
+                == con.execute(columns, ["warehouse", WAREHOUSE_SCHEMA, name]).fetchall()
             ), name
             for a, b in (("pub", "warehouse"), ("warehouse", "pub")):
-                diff = con.execute(
-                    f"select count(*) from (from {a}.analytics.{name} except all from {b}.analytics.{name})"
-                ).fetchone()
+                first, second = f"{a}.{_schema(a)}.{name}", f"{b}.{_schema(b)}.{name}"
+                diff = con.execute(f"select count(*) from (from {first} except all from {second})").fetchone()
                 assert diff == (0,), f"{name}: rows in {a} missing from {b}"
         # the dbt documentation travels with the tables
         comment = con.execute(
@@ -124,7 +128,7 @@ def test_build_info_describes_the_publish(home: Home) -> None:
     from dbt.version import __version__ as dbt_version
 
     with _published(home) as con:
-        cursor = con.execute(f"from pub.analytics.{BUILD_INFO}")
+        cursor = con.execute(f"from pub.main.{BUILD_INFO}")
         names = [d[0] for d in cursor.description]
         rows = cursor.fetchall()
         assert len(rows) == 1
@@ -140,7 +144,7 @@ def test_build_info_describes_the_publish(home: Home) -> None:
             info["first_chat_date_local"], info["last_chat_date_local"],
         ) == window  # fmt: skip
         for name, count in info["row_counts"].items():
-            assert con.execute(f"select count(*) from pub.analytics.{name}").fetchone() == (count,), name
+            assert con.execute(f"select count(*) from pub.main.{name}").fetchone() == (count,), name
         assert set(info["row_counts"]) == _marts(con, "pub") - {BUILD_INFO}
         quarantined = dict(
             con.execute(
@@ -174,10 +178,40 @@ def test_duckdb_cli_of_the_dev_dependencies_opens_the_published_file(home: Home)
     assert done.returncode == 0, done.stderr
     [row] = json.loads(done.stdout)
     with _published(home) as con:
-        assert row["chats"] == con.execute("select count(*) from pub.analytics.fct_chats").fetchone()[0]
+        assert row["chats"] == con.execute("select count(*) from pub.main.fct_chats").fetchone()[0]
     # a read-only CLI session cannot change the published file
     denied = _cli(home, "create table oops as select 1;")
     assert denied.returncode != 0 and "read-only" in denied.stderr.lower()
+
+
+BARE_SPELLINGS = ("from daily_resolutions", "from analytics.daily_resolutions")
+
+
+def test_published_file_answers_both_spellings_with_nothing_typed_first(home: Home, tmp_path: Path) -> None:
+    """`duckdb data/serving/analytics.duckdb`, then `from daily_resolutions;` or
+    `from analytics.daily_resolutions;`: both work in a bare CLI and in the library (issue 13)."""
+    with _published(home) as con:
+        expected = con.execute("select count(*) from pub.main.daily_resolutions").fetchone()[0]
+    assert expected > 0
+    for spelling in BARE_SPELLINGS:
+        with duckdb.connect(str(home.serving_database), read_only=True) as con:
+            assert con.execute(f"select count(*) from ({spelling})").fetchone() == (expected,), spelling
+        done = subprocess.run(
+            [str(DUCKDB_CLI), "-readonly", "-json", str(home.serving_database)],
+            input=f"select count(*) as n from ({spelling});", capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{spelling}: {done.stderr}"
+        assert json.loads(done.stdout) == [{"n": expected}], spelling
+    # A copy under another name: its catalog is named after the file, bare names still work, and
+    # `attach ... as analytics` (docs/serving.md) brings the `analytics.` spelling back.
+    copy = tmp_path / "marts-2000-01.duckdb"
+    shutil.copyfile(home.serving_database, copy)
+    with duckdb.connect(str(copy), read_only=True) as con:
+        assert con.execute("select count(*) from daily_resolutions").fetchone() == (expected,)
+    with duckdb.connect() as con:
+        con.execute(f"attach '{copy}' as analytics (read_only)")
+        assert con.execute("select count(*) from analytics.daily_resolutions").fetchone() == (expected,)
 
 
 def test_make_query_opens_the_cli_on_the_published_file(home: Home) -> None:
@@ -200,30 +234,28 @@ def test_parquet_has_one_file_per_mart_and_fct_chats_by_month(home: Home) -> Non
         assert {p.stem for p in folder.glob("*.parquet")} == expected - {"fct_chats"}
         for name in expected - {"fct_chats"}:
             count = con.execute(f"select count(*) from read_parquet('{folder / name}.parquet')").fetchone()
-            assert count == con.execute(f"select count(*) from pub.analytics.{name}").fetchone(), name
+            assert count == con.execute(f"select count(*) from pub.main.{name}").fetchone(), name
         months = {p.name for p in (folder / "fct_chats").iterdir()}
         assert months == {
             f"created_month={m}"
             for (m,) in con.execute(
-                "select distinct strftime(created_date_local, '%Y-%m') from pub.analytics.fct_chats"
+                "select distinct strftime(created_date_local, '%Y-%m') from pub.main.fct_chats"
             ).fetchall()
         }
         days = {p.stem for p in (folder / "fct_chats").glob("*/*.parquet")}  # one file per day
         assert days == {
             str(d)
-            for (d,) in con.execute(
-                "select distinct created_date_local from pub.analytics.fct_chats"
-            ).fetchall()
+            for (d,) in con.execute("select distinct created_date_local from pub.main.fct_chats").fetchall()
         }
         glob = folder / "fct_chats" / "**" / "*.parquet"
         parquet = f"read_parquet('{glob}', hive_partitioning = true)"
         assert con.execute(
             f"select count(*) from (select * exclude (created_month) from {parquet} "
-            "except all from pub.analytics.fct_chats)"
+            "except all from pub.main.fct_chats)"
         ).fetchone() == (0,)
         assert (
             con.execute(f"select count(*) from {parquet}").fetchone()
-            == con.execute("select count(*) from pub.analytics.fct_chats").fetchone()
+            == con.execute("select count(*) from pub.main.fct_chats").fetchone()
         )
         assert con.execute(
             f"select count(*) from {parquet} where created_month <> strftime(created_date_local, '%Y-%m')"
@@ -250,7 +282,7 @@ def test_the_seven_documented_queries_answer_from_the_published_file(home: Home)
         answers[number] = json.loads(done.stdout)
         assert answers[number], f"question {number} returned nothing"
     with _published(home) as con:
-        q = "pub.analytics"
+        q = "pub.main"
         days = con.execute(
             f"select count(*), count(*) filter (chats_resolved = 0) from {q}.daily_resolutions"
         )
@@ -290,29 +322,27 @@ def test_the_seven_documented_queries_answer_from_the_published_file(home: Home)
     ]  # fmt: skip
     assert [k for k in answers[7][0] if k.isdigit()] == [f"{h:02d}" for h in range(24)]
     with _published(home) as con:
-        chats = con.execute("select count(*) from pub.analytics.fct_chats").fetchone()[0]
+        chats = con.execute("select count(*) from pub.main.fct_chats").fetchone()[0]
     assert sum(r[f"{h:02d}"] for r in answers[7] for h in range(24)) == chats
 
 
 def test_an_open_reader_neither_blocks_publish_nor_sees_a_partial_file(home: Home) -> None:
     reader = duckdb.connect(str(home.serving_database), read_only=True)
     try:
-        before = reader.execute(f"select run_id from analytics.analytics.{BUILD_INFO}").fetchone()
+        before = reader.execute(f"select run_id from analytics.{BUILD_INFO}").fetchone()
         [parquet_file, *_] = sorted((home.serving_parquet / "fct_chats").glob("*/*.parquet"))
         parquet_reader = parquet_file.open("rb")
         result = publish(home, run_id="second-publish")
         assert result.run_id == "second-publish" and result.row_counts["fct_chats"] > 0
         # the old session still reads the old, complete file
-        assert reader.execute(f"select run_id from analytics.analytics.{BUILD_INFO}").fetchone() == before
-        assert reader.execute("select count(*) from analytics.analytics.fct_chats").fetchone()[0] > 0
+        assert reader.execute(f"select run_id from analytics.{BUILD_INFO}").fetchone() == before
+        assert reader.execute("select count(*) from analytics.fct_chats").fetchone()[0] > 0
         assert parquet_reader.read(4) == b"PAR1"
         parquet_reader.close()
     finally:
         reader.close()
     with duckdb.connect(str(home.serving_database), read_only=True) as fresh:
-        assert fresh.execute(f"select run_id from analytics.analytics.{BUILD_INFO}").fetchone() == (
-            "second-publish",
-        )
+        assert fresh.execute(f"select run_id from analytics.{BUILD_INFO}").fetchone() == ("second-publish",)
     leftovers = sorted(p.name for p in home.serving.iterdir() if p.name.startswith("."))
     assert leftovers == [".releases"]  # layout (issue 11): releases, no publish lock in serving/
 

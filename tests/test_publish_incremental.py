@@ -115,7 +115,7 @@ def _full_from_scratch(home: Home, target: Path) -> Home:
 def _tables(con: duckdb.DuckDBPyConnection, database: str) -> list[tuple[str, str | None]]:
     return con.execute(
         "select table_name, comment from duckdb_tables() "
-        "where database_name = ? and schema_name = 'analytics' order by 1",
+        "where database_name = ? and schema_name = 'main' order by 1",
         [database],
     ).fetchall()
 
@@ -132,7 +132,7 @@ def _assert_same_publish(incremental: Home, full: Home) -> None:
         assert _tables(con, "inc") == _tables(con, "ful")
         columns = (
             "select table_name, column_name, data_type, comment from duckdb_columns() "
-            "where database_name = ? and schema_name = 'analytics' order by table_name, column_index"
+            "where database_name = ? and schema_name = 'main' order by table_name, column_index"
         )
         assert con.execute(columns, ["inc"]).fetchall() == con.execute(columns, ["ful"]).fetchall()
         for name, _ in _tables(con, "ful"):
@@ -149,8 +149,8 @@ def _assert_same_publish(incremental: Home, full: Home) -> None:
                 select = ", ".join(keep)
             else:
                 select = "*"
-            assert _rows(con, f"select {select} from inc.analytics.{name}") == _rows(
-                con, f"select {select} from ful.analytics.{name}"
+            assert _rows(con, f"select {select} from inc.main.{name}") == _rows(
+                con, f"select {select} from ful.main.{name}"
             ), name
     inc_files, full_files = _parquet_files(incremental), _parquet_files(full)
     assert sorted(inc_files) == sorted(full_files), "the Parquet layouts differ"
@@ -234,9 +234,9 @@ def test_the_release_records_what_it_was_made_from(story: dict) -> None:
     with duckdb.connect(str(home.serving_database), read_only=True) as con:
         months = con.execute(
             "select distinct strftime(created_date_local, '%Y-%m') as month "
-            "from analytics.analytics.fct_chats order by 1"
+            "from analytics.fct_chats order by 1"
         ).fetchall()
-        chats = con.execute("select count(*) from analytics.analytics.fct_chats").fetchone()
+        chats = con.execute("select count(*) from analytics.fct_chats").fetchone()
         hive = con.execute(
             "select count(*), count(*) filter (created_month <> strftime(created_date_local, '%Y-%m')) "
             "from read_parquet(?, hive_partitioning = true)",
@@ -265,9 +265,9 @@ def test_a_previous_database_written_after_its_publish_is_not_reused(
     assert release is not None
     (release / "analytics.duckdb").chmod(0o644)  # as root could, without asking
     with duckdb.connect(str(published.serving_database)) as session:
-        session.execute("delete from analytics.analytics.fct_chats where chat_id in (select chat_id from "
-                        "analytics.analytics.fct_chats limit 3)")  # fmt: skip
-        session.execute("create table analytics.analytics.oops as select 1 as x")
+        session.execute("delete from analytics.fct_chats where chat_id in (select chat_id from "
+                        "analytics.fct_chats limit 3)")  # fmt: skip
+        session.execute("create table analytics.oops as select 1 as x")
     with caplog.at_level(logging.INFO, logger="chat_analytics.publish"):
         result = publish(published)
     assert result.full_reason is not None and "changed after its publish" in result.full_reason

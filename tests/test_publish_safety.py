@@ -96,10 +96,8 @@ def _log_lines(text: str) -> list[str]:
 def _state(home: Home) -> dict[str, object]:
     """What a reader sees: run id and chats of the database and of the Parquet files (must agree)."""
     with duckdb.connect(str(home.serving_database), read_only=True) as con:
-        run_id, counts = con.execute(
-            f"select run_id, row_counts from analytics.analytics.{BUILD_INFO}"
-        ).fetchone()
-        chats = con.execute("select count(*) from analytics.analytics.fct_chats").fetchone()[0]
+        run_id, counts = con.execute(f"select run_id, row_counts from analytics.{BUILD_INFO}").fetchone()
+        chats = con.execute("select count(*) from analytics.fct_chats").fetchone()[0]
         parquet = home.serving_parquet
         parquet_run = con.execute(
             "select run_id from read_parquet(?)", [str(parquet / f"{BUILD_INFO}.parquet")]
@@ -173,15 +171,11 @@ def test_a_read_write_session_opened_before_a_publish_cannot_change_the_publishe
         (first / "analytics.duckdb").chmod(0o644)  # ... so force it, as root could, to test the rest
     analyst = duckdb.connect(str(home.serving_database))  # read-write, through the link
     try:
-        before = analyst.execute("select count(*) from analytics.analytics.fct_chats").fetchone()[0]
+        before = analyst.execute("select count(*) from analytics.fct_chats").fetchone()[0]
         result = publish(home, run_id="after-the-session")
-        analyst.execute(
-            "insert into analytics.analytics.fct_chats select * from analytics.analytics.fct_chats limit 5"
-        )
-        analyst.execute(f"delete from analytics.analytics.{BUILD_INFO}")
-        assert (
-            analyst.execute("select count(*) from analytics.analytics.fct_chats").fetchone()[0] == before + 5
-        )
+        analyst.execute("insert into analytics.fct_chats select * from analytics.fct_chats limit 5")
+        analyst.execute(f"delete from analytics.{BUILD_INFO}")
+        assert analyst.execute("select count(*) from analytics.fct_chats").fetchone()[0] == before + 5
     finally:
         analyst.close()
     # the analyst's rows went into the old release; readers of serving/ see exactly the new one
@@ -322,14 +316,7 @@ def test_one_fault_hook_for_every_step(fault: str, killed: bool) -> None:
 def test_the_duckdb_cli_and_make_query_read_through_the_links(green: Home) -> None:
     duckdb_cli = Path(sys.executable).with_name("duckdb")
     done = subprocess.run(
-        [
-            str(duckdb_cli),
-            "-readonly",
-            "-json",
-            "-cmd",
-            "USE analytics.analytics",
-            str(green.serving_database),
-        ],
+        [str(duckdb_cli), "-readonly", "-json", str(green.serving_database)],
         input=f"select run_id from {BUILD_INFO};",
         capture_output=True,
         text=True,

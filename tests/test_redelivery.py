@@ -286,7 +286,7 @@ def test_bad_extract_no_longer_blocks_the_pipeline(tmp_path: Path, caplog: pytes
     assert q(home, "select count(*) from analytics.fct_chats") == [(22,)]
     serving = duckdb.connect(str(home.serving / "analytics.duckdb"), read_only=True)
     try:
-        assert serving.execute("select count(*) from analytics.analytics.fct_chats").fetchone() == (22,)
+        assert serving.execute("select count(*) from analytics.fct_chats").fetchone() == (22,)
     finally:
         serving.close()
     # Retracting it again, or a name never loaded: refused, one line, exit 2.

@@ -106,7 +106,6 @@ def test_report_is_one_self_contained_file(home: Home) -> None:
 def test_report_shows_the_published_figures(home: Home) -> None:
     html = home.report.read_text(encoding="utf-8")
     with duckdb.connect(str(home.serving_database), read_only=True) as con:
-        con.execute("use analytics.analytics")
         chats, resolved = con.execute(
             "select count(*), count(*) filter (is_resolved) from fct_chats"
         ).fetchone()

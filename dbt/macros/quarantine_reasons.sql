@@ -1,14 +1,29 @@
 {#
-    The quarantine reasons that apply to a staged chats row, in the fixed rule order of
-    docs/data-contract.md (the first is the row's reason); empty when none applies. Reads the row's
-    validity flags from stg_raw__chats; `conflicting` is a SQL boolean for the one rule that needs the
-    row's siblings.
+    The quarantine reasons live in ONE place, var('quarantine_reasons') in dbt_project.yml, in their
+    order of precedence (docs/data-contract.md); Python reads the same list
+    (chat_analytics.dbt_vars.quarantine_reasons). Every reason but `conflicting_duplicate` is a row's
+    own validity flag `is_<reason>`, computed in stg_raw__chats.
+#}
+
+{# The row-level validity flags, `is_<reason>`, in rule order. #}
+{% macro quarantine_row_flags() -%}
+    {%- set flags = [] -%}
+    {%- for reason in var('quarantine_reasons') if reason != 'conflicting_duplicate' -%}
+        {%- do flags.append('is_' ~ reason) -%}
+    {%- endfor -%}
+    {{ return(flags) }}
+{%- endmacro %}
+
+{#
+    The quarantine reasons that apply to a chats row, in rule order (the first is the row's reason);
+    empty when none applies. Reads the row's validity flags; `conflicting` is a SQL boolean for the one
+    rule that needs the row's siblings.
 #}
 {% macro quarantine_reasons(conflicting) -%}
-    (case when is_missing_id then ['missing_id'] else []::varchar[] end)
-    || (case when is_invalid_created_at then ['invalid_created_at'] else []::varchar[] end)
-    || (case when is_invalid_resolved_at then ['invalid_resolved_at'] else []::varchar[] end)
-    || (case when is_resolved_before_created then ['resolved_before_created'] else []::varchar[] end)
-    || (case when is_invalid_is_customer_initiated then ['invalid_is_customer_initiated'] else []::varchar[] end)
-    || (case when {{ conflicting }} then ['conflicting_duplicate'] else []::varchar[] end)
+    {%- set terms = [] -%}
+    {%- for reason in var('quarantine_reasons') -%}
+        {%- set applies = conflicting if reason == 'conflicting_duplicate' else 'is_' ~ reason -%}
+        {%- do terms.append("(case when " ~ applies ~ " then ['" ~ reason ~ "'] else []::varchar[] end)") -%}
+    {%- endfor -%}
+    {{ terms | join('\n    || ') }}
 {%- endmacro %}

@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from chat_analytics.dbt_vars import local_timezone
 from chat_analytics.paths import DBT_PROJECT_DIR, HOME_ENV, PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ LOG_FILE = "standalone.log"
 LOG_KEEP = 5
 #: The pipeline's time zone (its schedule's): Airflow's `[core] default_timezone` in what `make airflow`
 #: and `make up` start.
-PIPELINE_TIMEZONE = "Australia/Melbourne"
+PIPELINE_TIMEZONE = local_timezone()  # the dbt var `local_timezone`
 PASSWORDS_FILE = "simple_auth_manager_passwords.json"
 #: Imported once by the scheduler's fork server (Airflow >= 3.3), inherited by every task process.
 FORKSERVER_PRELOAD = ",".join(

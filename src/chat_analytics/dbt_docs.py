@@ -2,9 +2,10 @@
 
 `dbt docs generate --static` inlines the manifest (every model, test, source, column description and the
 lineage graph) and the catalog into a single page that needs no web server and fetches nothing from the
-internet. The catalog (column types of the built relations) is read from the PUBLISHED database,
-attached read-only under the warehouse's catalog name, so generating docs never touches, and never
-blocks, the pipeline's working file; the marts get their real types, the upstream layers show their
+internet. The catalog (column types of the built relations) is read from the PUBLISHED database, so
+generating docs never touches, and never blocks, the pipeline's working file: its marts (in the file's
+default schema) are copied without rows into a throw-away file under the names dbt's relations carry
+(`warehouse.analytics.<mart>`); the marts get their real types, the upstream layers show their
 documented ones. Without a published database the site is still complete, with an empty catalog.
 
 dbt runs as a subprocess on a throw-away profile and target folder: the project's own `dbt/target`
@@ -26,7 +27,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from chat_analytics.paths import DBT_PROJECT_DIR, HOME_ENV, Home, UserError
+from chat_analytics import duck
+from chat_analytics.paths import DBT_PROJECT_DIR, HOME_ENV, SERVING_SCHEMA, WAREHOUSE_SCHEMA, Home, UserError
+from chat_analytics.sql import ident
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +37,32 @@ PROFILE = "chat_analytics"
 CATALOG_NAME = "warehouse"  # the working file's stem: the name dbt's relations carry
 
 
-def _profile(published: Path | None) -> dict[str, object]:
+def _profile(catalog: Path | None) -> dict[str, object]:
     output: dict[str, object] = {"type": "duckdb", "path": ":memory:", "schema": "main", "threads": 1}
-    if published is not None:
+    if catalog is not None:
         output["database"] = CATALOG_NAME
-        output["attach"] = [{"path": str(published), "alias": CATALOG_NAME, "read_only": True}]
+        output["attach"] = [{"path": str(catalog), "alias": CATALOG_NAME, "read_only": True}]
     return {PROFILE: {"target": "docs", "outputs": {"docs": output}}}
+
+
+def _catalog_source(published: Path, work: Path) -> Path:
+    """The published marts, without rows, as `analytics.<mart>` in a file of `work`: the relation names
+    dbt's manifest carries (the published file keeps them in its default schema)."""
+    stand_in = work / f"{CATALOG_NAME}.duckdb"
+    with duck.connect(stand_in) as con:
+        duck.attach(con, published, "published")
+        con.execute(f"create schema {ident(WAREHOUSE_SCHEMA)}")
+        names = con.execute(
+            "select table_name from duckdb_tables() where database_name = 'published' and schema_name = ? "
+            "and not starts_with(table_name, '_')",
+            [SERVING_SCHEMA],
+        ).fetchall()
+        for (name,) in names:
+            con.execute(
+                f"create table {ident(WAREHOUSE_SCHEMA)}.{ident(name)} as "
+                f"from published.{ident(SERVING_SCHEMA)}.{ident(name)} limit 0"
+            )
+    return stand_in
 
 
 def generate_docs(home: Home) -> Path:
@@ -55,8 +78,9 @@ def generate_docs(home: Home) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="chat-analytics-docs-") as tmp:
         work = Path(tmp)
+        catalog = _catalog_source(source, work) if source is not None else None
         # YAML is a superset of JSON: the profile needs no YAML writer.
-        (work / "profiles.yml").write_text(json.dumps(_profile(source), indent=1), encoding="utf-8")
+        (work / "profiles.yml").write_text(json.dumps(_profile(catalog), indent=1), encoding="utf-8")
         command = [
             str(dbt), "docs", "generate", "--static",
             "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(work),

@@ -14,7 +14,12 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 # What analysts read under serving/ (names of the links into the current release), and inside it.
 SERVING_DATABASE = "analytics.duckdb"
 SERVING_PARQUET = "parquet"
-SERVING_SCHEMA = "analytics"  # the marts' schema, in the warehouse and in the published file
+#: The warehouse schema dbt builds the marts in (`+schema: analytics`, dbt_project.yml).
+WAREHOUSE_SCHEMA = "analytics"
+#: The published file holds them in DuckDB's default schema: its catalog is named after the file
+#: (`analytics`), so `from fct_chats` and `from analytics.fct_chats` both resolve with nothing typed
+#: first (a schema `analytics` inside `analytics.duckdb` would make the second one ambiguous).
+SERVING_SCHEMA = "main"
 BUILD_INFO = "_build_info"  # the published file's table saying which run, data and tests it holds
 
 

@@ -3,10 +3,12 @@
 The pipeline's working file (`warehouse/warehouse.duckdb`) is private: DuckDB allows one writer per file
 and an open reader blocks it. Analysts and BI tools read a separate copy instead:
 
-* `serving/analytics.duckdb`: schema `analytics` with every mart under its own name (the top-ten views
-  are materialised as tables, so the copy stands alone), column and table comments from the dbt docs,
-  and `analytics._build_info` (one row: run id, publish time, data window, row counts, quarantined
-  rows by reason, test results, freshness, git commit, dbt and DuckDB versions).
+* `serving/analytics.duckdb`: every mart under its own name in the file's default schema `main`, so
+  `from daily_resolutions` and `from analytics.daily_resolutions` (catalog `analytics`, named after the
+  file) both work in any DuckDB client with nothing typed first (the top-ten views are materialised as
+  tables, so the copy stands alone), column and table comments from the dbt docs, and `_build_info`
+  (one row: run id, publish time, data window, row counts, quarantined rows by reason, test results,
+  freshness, git commit, dbt and DuckDB versions).
 * `serving/parquet/<mart>.parquet`: one file per mart plus `_build_info.parquet`, except `fct_chats`:
   `serving/parquet/fct_chats/created_month=YYYY-MM/YYYY-MM-DD.parquet`, one file per local creation day
   in hive partitions by month (`read_parquet('.../fct_chats/**/*.parquet', hive_partitioning = true)`).
@@ -67,6 +69,7 @@ import duckdb
 from chat_analytics import duck
 from chat_analytics.build import release_warehouse
 from chat_analytics.build_record import BuildRecord, TestSummary, record_path
+from chat_analytics.dbt_vars import quarantine_reasons
 from chat_analytics.faults import fault_point
 from chat_analytics.paths import (
     BUILD_INFO,
@@ -74,6 +77,7 @@ from chat_analytics.paths import (
     SERVING_DATABASE,
     SERVING_PARQUET,
     SERVING_SCHEMA,
+    WAREHOUSE_SCHEMA,
     Home,
     UserError,
 )
@@ -105,14 +109,7 @@ RELEASES = ".releases"
 CURRENT = "current"
 _STAGING_PREFIX = ".tmp-"
 READ_ONLY = 0o444
-QUARANTINE_REASONS = (
-    "missing_id",
-    "invalid_created_at",
-    "invalid_resolved_at",
-    "resolved_before_created",
-    "invalid_is_customer_initiated",
-    "conflicting_duplicate",
-)
+QUARANTINE_REASONS = quarantine_reasons()  # every one counted in _build_info, zeros included
 # The working warehouse, attached read-only under its file's stem: dbt's views name that catalog.
 _SOURCE = "warehouse"
 _TARGET = "pub"  # the new published file
@@ -316,13 +313,15 @@ def _write(
         marts = _marts(con)
         if not marts:
             raise UserError(
-                f"the warehouse {home.warehouse} has no {SCHEMA} tables: run `chat-analytics build`"
+                f"the warehouse {home.warehouse} has no {WAREHOUSE_SCHEMA} tables: run `chat-analytics build`"
             )
         if PARTITIONED not in marts:
-            raise UserError(f"the warehouse {home.warehouse} has no {SCHEMA}.{PARTITIONED}: build again")
+            raise UserError(
+                f"the warehouse {home.warehouse} has no {WAREHOUSE_SCHEMA}.{PARTITIONED}: build again"
+            )
         with _timed("checksums of the warehouse's fct_chats"):
-            days = checksums(con, f"{_SOURCE}.{SCHEMA}.{ident(PARTITIONED)}")
-        schema = schema_fingerprint(con, _SOURCE, SCHEMA, list(marts))
+            days = checksums(con, f"{_SOURCE}.{WAREHOUSE_SCHEMA}.{ident(PARTITIONED)}")
+        schema = schema_fingerprint(con, _SOURCE, WAREHOUSE_SCHEMA, list(marts))
         how = _plan(home, days, schema, full=full)
         if how.incremental:
             try:
@@ -438,7 +437,7 @@ def _replace_changed_rows(con: duckdb.DuckDBPyConnection, changed_days: tuple[st
         "create or replace temp table changed_days as select unnest(?::date[]) as day", [list(changed_days)]
     )
     source, days, bounds = (
-        f"{_SOURCE}.{SCHEMA}.{ident(PARTITIONED)}",
+        f"{_SOURCE}.{WAREHOUSE_SCHEMA}.{ident(PARTITIONED)}",
         _in_days("changed_days"),
         _bounds(changed_days),
     )
@@ -480,7 +479,6 @@ def _discard(con: duckdb.DuckDBPyConnection, new_db: Path) -> None:
 
 def _write_all(con: duckdb.DuckDBPyConnection, new_db: Path, marts: dict[str, str | None]) -> None:
     con.execute(f"attach {literal(new_db)} as {_TARGET} (storage_version {literal(STORAGE_VERSION)})")
-    con.execute(f"create schema {_TARGET}.{SCHEMA}")
     for name, comment in marts.items():
         _copy_mart(con, name, comment)
 
@@ -564,23 +562,23 @@ def _marts(con: duckdb.DuckDBPyConnection) -> dict[str, str | None]:
         "union all "
         "select view_name, comment from duckdb_views() where database_name = ? and schema_name = ? "
         "order by 1",
-        [_SOURCE, SCHEMA, _SOURCE, SCHEMA],
+        [_SOURCE, WAREHOUSE_SCHEMA, _SOURCE, WAREHOUSE_SCHEMA],
     ).fetchall()
     return {name: comment for name, comment in rows if not name.startswith("_")}
 
 
 def _copy_mart(con: duckdb.DuckDBPyConnection, name: str, comment: str | None) -> None:
-    table = f"{SCHEMA}.{ident(name)}"
-    con.execute(f"create table {_TARGET}.{table} as select * from {_SOURCE}.{table}")
+    table = f"{_TARGET}.{SCHEMA}.{ident(name)}"
+    con.execute(f"create table {table} as select * from {_SOURCE}.{WAREHOUSE_SCHEMA}.{ident(name)}")
     if comment:
-        con.execute(f"comment on table {_TARGET}.{table} is {literal(comment.strip())}")
+        con.execute(f"comment on table {table} is {literal(comment.strip())}")
     columns = con.execute(
         "select column_name, comment from duckdb_columns() "
         "where database_name = ? and schema_name = ? and table_name = ? and comment is not null",
-        [_SOURCE, SCHEMA, name],
+        [_SOURCE, WAREHOUSE_SCHEMA, name],
     ).fetchall()
     for column, text in columns:
-        con.execute(f"comment on column {_TARGET}.{table}.{ident(column)} is {literal(str(text).strip())}")
+        con.execute(f"comment on column {table}.{ident(column)} is {literal(str(text).strip())}")
 
 
 def _write_build_info(

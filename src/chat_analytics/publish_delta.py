@@ -36,7 +36,10 @@ log = logging.getLogger(__name__)
 STATE_NAME = "publish_state.json"
 #: Bump when the release layout or the meaning of the state changes: the next publish is then full.
 STATE_FORMAT = 1
-LAYOUT = "fct_chats/created_month=YYYY-MM/YYYY-MM-DD.parquet, checksums by created_date_local"
+LAYOUT = (
+    "marts in schema main; "
+    "fct_chats/created_month=YYYY-MM/YYYY-MM-DD.parquet, checksums by created_date_local"
+)
 PARTITIONED = "fct_chats"
 DAY_COLUMN = "created_date_local"
 PARTITION_COLUMN = "created_month"

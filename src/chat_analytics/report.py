@@ -24,11 +24,12 @@ from markupsafe import Markup
 
 from chat_analytics import duck, sql
 from chat_analytics import report_charts as charts
+from chat_analytics.dbt_vars import local_timezone
 from chat_analytics.paths import BUILD_INFO, SERVING_SCHEMA, Home, UserError
 
 log = logging.getLogger(__name__)
 
-LOCAL_TZ = "Australia/Melbourne"
+LOCAL_TZ = local_timezone()
 TOP_N = 10
 TITLE = "Customer-support chats"
 DASH = "\u2013"  # en dash: "no value" and date ranges
@@ -207,7 +208,6 @@ def render(f: Figures) -> str:
             for kind, title, note in _CATEGORY_SECTIONS
         ],
         quality=_quality(f),
-        schema=SERVING_SCHEMA,
         commit=str(info.get("git_commit") or "unknown")[:12],
         dbt_version=str(info.get("dbt_version")),
         duckdb_version=str(info.get("duckdb_version")),

@@ -19,11 +19,7 @@ staged_chats as (
         is_customer_initiated,
         created_at_utc,
         resolved_at_utc,
-        is_missing_id,
-        is_invalid_created_at,
-        is_invalid_resolved_at,
-        is_resolved_before_created,
-        is_invalid_is_customer_initiated,
+        {{ quarantine_row_flags() | join(',\n        ') }},
         _batch_id,
         _extract_date,
         _line_number

@@ -47,13 +47,7 @@
 
 {%- set staged_key = "coalesce(chat_id, '')" %}
 {%- set seq = build_resolution_seq() %}
-{%- set flags = [
-    'is_missing_id',
-    'is_invalid_created_at',
-    'is_invalid_resolved_at',
-    'is_resolved_before_created',
-    'is_invalid_is_customer_initiated',
-] %}
+{%- set flags = quarantine_row_flags() %}
 {%- set staged_columns = ['category_id', 'is_customer_initiated', 'created_at_utc', 'resolved_at_utc']
     + flags + ['_batch_id', '_extract_date', '_line_number'] %}
 

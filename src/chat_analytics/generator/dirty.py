@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 
+from chat_analytics.dbt_vars import quarantine_reasons
 from chat_analytics.generator import knobs
 from chat_analytics.generator.categories import CategoryTree
 from chat_analytics.generator.chats import ChatArrays, FilePlan, Window
@@ -55,15 +56,8 @@ LINE_CLASSES = (
 )
 FILE_CLASSES = ("utf8_bom", "crlf_line_ends")
 
-# Quarantine reason codes of the dbt layer, in their order of precedence.
-REASONS = (
-    "missing_id",
-    "invalid_created_at",
-    "invalid_resolved_at",
-    "resolved_before_created",
-    "invalid_is_customer_initiated",
-    "conflicting_duplicate",
-)
+# Quarantine reason codes of the dbt layer, in their order of precedence (dbt var `quarantine_reasons`).
+REASONS = quarantine_reasons()
 STATUSES = ("ok", "none", "unknown", "disabled")
 
 GARBAGE_TIMESTAMPS = (

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from typing import Final
 
+from chat_analytics.dbt_vars import local_timezone
+
 # --- time ------------------------------------------------------------------------------------------
-#: Arrival patterns are defined in this zone's local wall time (with its real DST history).
-LOCAL_TZ: Final = "Australia/Melbourne"
+#: Arrival patterns are defined in this zone's local wall time (with its real DST history): the dbt
+#: var `local_timezone`, the zone of every local figure.
+LOCAL_TZ: Final = local_timezone()
 SECONDS_PER_HOUR: Final = 3_600
 SECONDS_PER_DAY: Final = 86_400
 
