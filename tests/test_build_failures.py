@@ -23,7 +23,12 @@ BROKEN = "broken_on_purpose"
 def _project_with_a_broken_unit_test(folder: Path) -> Path:
     """A copy of the dbt project plus one unit test: an existing one's whose first expected row is wrong."""
     project = folder / "dbt"
-    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    shutil.copytree(
+        DBT_PROJECT_DIR,
+        project,
+        symlinks=True,
+        ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"),
+    )
     source = project / "models" / "staging" / "_staging__models.yml"
     unit_test = dict(yaml.safe_load(source.read_text(encoding="utf-8"))["unit_tests"][0])
     header, first, *rest = unit_test["expect"]["rows"].strip().splitlines()
