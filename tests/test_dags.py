@@ -95,9 +95,9 @@ def _marts(warehouse: Path) -> dict[str, list[tuple]]:
 
 
 def _recorded_nodes(home: Home) -> dict[str, dict[str, Any]]:
-    """The dbt models and tests of the home's build record (hooks left out) by unique id."""
+    """The dbt models and tests of the home's build record (hooks and exposures left out) by unique id."""
     record = json.loads((home.warehouse_dir / "last_build.json").read_text())
-    return {u: n for u, n in record["nodes"].items() if not u.startswith("operation.")}
+    return {u: n for u, n in record["nodes"].items() if u.split(".")[0] in {"model", "test"}}
 
 
 def _manifest_nodes(*kinds: str) -> set[str]:
