@@ -56,10 +56,10 @@ format: setup ## apply ruff and sqlfluff fixes
 	$(BIN)/sqlfluff fix dbt
 
 airflow: setup ## start Airflow 3 (standalone) with this project's DAGs on http://localhost:8080; prints the login
-	$(BIN)/python -m chat_analytics.airflow_setup start
+	$(BIN)/python -m chat_analytics.orchestration.airflow_setup start
 
 airflow-stop: ## stop the Airflow that `make airflow` started (all its processes)
-	@if [ -x $(BIN)/python ]; then $(BIN)/python -m chat_analytics.airflow_setup stop; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m chat_analytics.orchestration.airflow_setup stop; fi
 
 up: ## Airflow 3 on Postgres in Docker (docker-compose.yml), UI on http://localhost:8080
 	AIRFLOW_UID=$$(id -u) $(DOCKER_COMPOSE) up -d --build
@@ -88,7 +88,7 @@ query: setup ## DuckDB CLI, read-only, on the published marts (serving/analytics
 	$(BIN)/duckdb -readonly "$(PUBLISHED)"
 
 docs: setup ## dbt docs site as one offline HTML file, lineage included: serving/docs/index.html
-	$(BIN)/python -m chat_analytics.dbt_docs
+	$(BIN)/python -m chat_analytics.serving.dbt_docs
 
 # The report's test opens it in headless Chromium (through Playwright): install Debian's package when
 # missing (as root), else stop with the command to run. Never skipped silently.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from chat_analytics.airflow_setup import PIPELINE_TIMEZONE
+from chat_analytics.orchestration.airflow_setup import PIPELINE_TIMEZONE
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests")]  # bench/ and tests/ are not packages

@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python bench/airflow_run.py --home <home dir> [--timeout 1800]
 
-Starts `airflow standalone` the way `make airflow` does (chat_analytics.airflow_setup.Standalone: SQLite,
+Starts `airflow standalone` the way `make airflow` does (orchestration.airflow_setup.Standalone: SQLite,
 LocalExecutor, the warehouse pool, a known login) in a private AIRFLOW_HOME (a temp folder, removed at
 exit) on free ports, with CHAT_ANALYTICS_HOME = --home. Then, through the REST API v2: log in, wait for
 the DAG to be parsed, unpause it, trigger one run and poll it until it ends; finally stop Airflow and
@@ -105,7 +105,7 @@ def run(
     for key in [k for k in os.environ if k.startswith("AIRFLOW")]:
         del os.environ[key]  # only this instance's settings
     os.environ["CHAT_ANALYTICS_HOME"] = str(home)
-    from chat_analytics.airflow_setup import Standalone
+    from chat_analytics.orchestration.airflow_setup import Standalone
 
     airflow_home = Path(tempfile.mkdtemp(prefix="chat-analytics-airflow-run-"))
     atexit.register(shutil.rmtree, airflow_home, ignore_errors=True)

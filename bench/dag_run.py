@@ -72,7 +72,7 @@ def set_up() -> Any:
     from airflow.dag_processing.dagbag import DagBag
     from airflow.utils import db
 
-    from chat_analytics.airflow_setup import ensure_pool
+    from chat_analytics.orchestration.airflow_setup import ensure_pool
 
     db.initdb()
     ensure_pool()
@@ -87,7 +87,7 @@ def set_up() -> Any:
 
 def release_warehouse() -> None:
     """Close the warehouse dbt-duckdb keeps open in this process (a clean file for whatever runs next)."""
-    from chat_analytics.build import release_warehouse as release
+    from chat_analytics.pipeline.build import release_warehouse as release
 
     release()
 

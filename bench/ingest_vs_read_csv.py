@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from chat_analytics.generate import generate
+from chat_analytics.devtools.generate import generate
 from chat_analytics.paths import Home
 
 log = logging.getLogger("bench")

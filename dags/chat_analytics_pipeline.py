@@ -52,9 +52,9 @@ os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
 
 from airflow.sdk import DAG, CronTriggerTimetable
 
-from chat_analytics.airflow_setup import PIPELINE_TIMEZONE, pipeline_home
-from chat_analytics.alerts import task_failure_alert
 from chat_analytics.orchestration import tasks
+from chat_analytics.orchestration.airflow_setup import PIPELINE_TIMEZONE, pipeline_home
+from chat_analytics.orchestration.alerts import task_failure_alert
 from chat_analytics.orchestration.dbt_group import dbt_task_group, watch_after_the_build
 
 DAG_ID = tasks.DAG_ID

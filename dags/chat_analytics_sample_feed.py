@@ -4,7 +4,7 @@
 Plays the source system: every day at **05:30 Melbourne time**, half an hour before the
 `chat_analytics` run, it drops the **next day's** chats extract into `landing/chats/`: the day after the
 newest `chats_YYYY-MM-DD.csv` there, with about as many chats as an average day of the existing sample
-data and the same category tree (`chat_analytics.sample_feed`).
+data and the same category tree (`chat_analytics.orchestration.sample_feed`).
 
 Try a daily cycle: trigger this DAG, then trigger `chat_analytics`, and watch the new file get loaded
 (`ingest` returns `files_loaded: 1`) and the marts rebuilt. Leave it paused on real data: it writes
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from airflow.sdk import DAG, CronTriggerTimetable, task
 
-from chat_analytics.airflow_setup import PIPELINE_TIMEZONE, pipeline_home
-from chat_analytics.alerts import task_failure_alert
+from chat_analytics.orchestration.airflow_setup import PIPELINE_TIMEZONE, pipeline_home
+from chat_analytics.orchestration.alerts import task_failure_alert
 
 TIMEZONE = PIPELINE_TIMEZONE  # the dbt var `local_timezone`
 
@@ -45,8 +45,8 @@ with DAG(
 
     @task(task_id="drop_next_extract", doc_md="Write the next day's synthetic chats extract into landing.")
     def drop_next_extract(home_dir: str) -> dict[str, str | int | None]:
+        from chat_analytics.orchestration.sample_feed import drop_next_extract as drop
         from chat_analytics.paths import Home
-        from chat_analytics.sample_feed import drop_next_extract as drop
 
         result = drop(Home(Path(home_dir)))
         return {

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from chat_analytics import airflow_notes, alerts
-from chat_analytics.alerts import (
+from chat_analytics.orchestration import alerts
+from chat_analytics.orchestration import notes as airflow_notes
+from chat_analytics.orchestration.alerts import (
     Alert,
     cosmos_warning_alert,
     dbt_warning_alert,

@@ -1,11 +1,12 @@
 """Live: `airflow standalone` as `make airflow` starts it, driven through the REST API v2.
 
-Starts the launcher (`python -m chat_analytics.airflow_setup start`) with its own AIRFLOW_HOME, data home
-and free ports, logs in with the known user (`/auth/token`), unpauses and triggers `chat_analytics`, and
-polls until the run ends. The run must succeed with every task on its first try (no "Could not set lock"
-hidden by a retry) and the tasks that write the warehouse must never overlap in time: the pool of one
-slot at work, with LocalExecutor parallelism 4. Every process started is stopped (process group) at the end.
-Bounded: the test gives up DEADLINE_SECONDS after starting Airflow (stopping it takes seconds more).
+Starts the launcher (`python -m chat_analytics.orchestration.airflow_setup start`) with its own
+AIRFLOW_HOME, data home and free ports, logs in with the known user (`/auth/token`), unpauses and triggers
+`chat_analytics`, and polls until the run ends. The run must succeed with every task on its first try (no
+"Could not set lock" hidden by a retry) and the tasks that write the warehouse must never overlap in time:
+the pool of one slot at work, with LocalExecutor parallelism 4. Every process started is stopped (process
+group) at the end. Bounded: the test gives up DEADLINE_SECONDS after starting Airflow (stopping it takes
+seconds more).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from chat_analytics.airflow_setup import POOL, POOL_SLOTS
-from chat_analytics.generate import generate
+from chat_analytics.devtools.generate import generate
+from chat_analytics.orchestration.airflow_setup import POOL, POOL_SLOTS
 from chat_analytics.paths import Home
 
 # bench/ is not a package: one REST client (bench/airflow_run.py) for the bench and this test
@@ -81,7 +82,7 @@ def live_airflow(tmp_path: Path) -> Iterator[tuple[Api, Home, Path, float]]:
         }
     )
     env.pop("CHAT_ANALYTICS_ALERT_WEBHOOK", None)
-    launcher = [sys.executable, "-m", "chat_analytics.airflow_setup"]
+    launcher = [sys.executable, "-m", "chat_analytics.orchestration.airflow_setup"]
     pid_file = airflow_home / "standalone.pid"
     airflow_home.mkdir()
     (airflow_home / "standalone.log").write_text("the previous start's log\n")  # kept: make airflow rotates

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import duckdb
 
-from chat_analytics.generate import generate
-from chat_analytics.ingest import ingest
+from chat_analytics.devtools.generate import generate
+from chat_analytics.orchestration.sample_feed import drop_next_extract
 from chat_analytics.paths import Home
-from chat_analytics.sample_feed import drop_next_extract
+from chat_analytics.pipeline.ingest import ingest
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

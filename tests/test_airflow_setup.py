@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from chat_analytics import airflow_setup
-from chat_analytics.airflow_setup import Standalone, stale_dbt_inputs
+from chat_analytics.orchestration import airflow_setup
+from chat_analytics.orchestration.airflow_setup import Standalone, stale_dbt_inputs
 
 
 def test_standalone_settings_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chat_analytics.build import build
-from chat_analytics.build_record import BuildRecord
 from chat_analytics.cli import main as cli_main
 from chat_analytics.paths import DBT_PROJECT_DIR, Home
+from chat_analytics.pipeline.build import build
+from chat_analytics.pipeline.build_record import BuildRecord
 
 BROKEN = "broken_on_purpose"
 

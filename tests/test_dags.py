@@ -50,9 +50,9 @@ import airflow  # noqa: E402, F401  (Airflow before Cosmos)
 import cosmos  # noqa: E402, F401
 import duckdb  # noqa: E402
 
-from chat_analytics.airflow_setup import POOL  # noqa: E402
-from chat_analytics.alerts import task_failure_alert  # noqa: E402
-from chat_analytics.generate import generate  # noqa: E402
+from chat_analytics.devtools.generate import generate  # noqa: E402
+from chat_analytics.orchestration.airflow_setup import POOL  # noqa: E402
+from chat_analytics.orchestration.alerts import task_failure_alert  # noqa: E402
 from chat_analytics.orchestration.dbt_group import DBT_BUILD_DONE_TASK, DBT_BUILD_TASK  # noqa: E402
 from chat_analytics.paths import Home  # noqa: E402
 
@@ -114,7 +114,7 @@ def _test_counts(published: Path) -> tuple[int, int, int]:
 
 def _release_dbt_duckdb() -> None:
     """dbt-duckdb keeps the last warehouse open in this process; close it before reading the file here."""
-    from chat_analytics.build import release_warehouse
+    from chat_analytics.pipeline.build import release_warehouse
 
     release_warehouse()
 

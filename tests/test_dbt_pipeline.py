@@ -25,10 +25,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from chat_analytics.build import build
-from chat_analytics.build_record import FAILED_STATUSES, BuildRecord
 from chat_analytics.cli import main as cli_main
 from chat_analytics.paths import DBT_PROJECT_DIR, Home
+from chat_analytics.pipeline.build import build
+from chat_analytics.pipeline.build_record import FAILED_STATUSES, BuildRecord
 
 try:
     from warehouse_checks import table_differences

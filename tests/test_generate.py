@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from chat_analytics.dbt_vars import local_timezone, quarantine_reasons
-from chat_analytics.generate import GenerateSummary, generate
-from chat_analytics.generator import csvtext
+from chat_analytics.devtools.generate import GenerateSummary, generate
+from chat_analytics.devtools.generator import csvtext
 from chat_analytics.paths import Home, UserError
 
 CHATS_HEADER = ["id", "chat_category_id", "created_at", "is_customer_initiated", "resolved_at"]

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from chat_analytics.build import build
 from chat_analytics.cli import main as cli_main
-from chat_analytics.ingest import ingest
 from chat_analytics.paths import Home
+from chat_analytics.pipeline.build import build
+from chat_analytics.pipeline.ingest import ingest
 
 try:
     from warehouse_checks import assert_equals_full_refresh, q

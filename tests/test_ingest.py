@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from chat_analytics.ingest import ingest
 from chat_analytics.paths import Home, UserError
+from chat_analytics.pipeline.ingest import ingest
 
 try:
     from warehouse_checks import q, write
@@ -287,7 +287,7 @@ def test_dirty_sample_reconciles_exactly_with_ground_truth(tmp_path: Path) -> No
     import json
     from datetime import date
 
-    from chat_analytics.generate import generate
+    from chat_analytics.devtools.generate import generate
 
     home = Home(tmp_path / "dirty")
     generate(home, chats=5_000, start=date(2000, 1, 1), end=date(2000, 2, 15), seed=7, dirty=True)

@@ -13,10 +13,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from chat_analytics import report, resources, sql
-from chat_analytics.ingest import ingest
+from chat_analytics import resources, sql
 from chat_analytics.paths import Home, UserError
-from chat_analytics.warehouse import connect
+from chat_analytics.pipeline.ingest import ingest
+from chat_analytics.pipeline.warehouse import connect
+from chat_analytics.serving import report
 
 try:
     from warehouse_checks import q, write

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from chat_analytics.ingest import ingest
-from chat_analytics.landing import ALLOW_SYMLINKS_ENV
 from chat_analytics.paths import Home, UserError
+from chat_analytics.pipeline.ingest import ingest
+from chat_analytics.pipeline.landing import ALLOW_SYMLINKS_ENV
 
 try:
     from warehouse_checks import q

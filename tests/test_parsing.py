@@ -13,8 +13,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from chat_analytics.build import WAREHOUSE_ENV, release_warehouse
 from chat_analytics.paths import DBT_PROJECT_DIR
+from chat_analytics.pipeline.build import WAREHOUSE_ENV, release_warehouse
 
 try:
     import reference

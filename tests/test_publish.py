@@ -22,10 +22,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from chat_analytics.build_record import BuildRecord, record_cosmos_results, record_path
 from chat_analytics.cli import main as cli_main
 from chat_analytics.paths import PROJECT_ROOT, Home, UserError
-from chat_analytics.publish import (
+from chat_analytics.pipeline.build_record import BuildRecord, record_cosmos_results, record_path
+from chat_analytics.serving.publish import (
     BUILD_INFO,
     QUARANTINE_REASONS,
     SCHEMA,

@@ -29,12 +29,12 @@ import pytest
 
 from chat_analytics.cli import main as cli_main
 from chat_analytics.paths import Home
-from chat_analytics.publish import (
+from chat_analytics.serving.publish import (
     BUILD_INFO,
     current_release,
     publish,
 )
-from chat_analytics.publish_delta import STATE_NAME, ReleaseState
+from chat_analytics.serving.publish_delta import STATE_NAME, ReleaseState
 
 CLI = str(Path(sys.executable).with_name("chat-analytics"))
 HELD_BACK = "chats_2000-04-30.csv"
@@ -268,7 +268,7 @@ def test_a_previous_database_written_after_its_publish_is_not_reused(
         session.execute("delete from analytics.fct_chats where chat_id in (select chat_id from "
                         "analytics.fct_chats limit 3)")  # fmt: skip
         session.execute("create table analytics.oops as select 1 as x")
-    with caplog.at_level(logging.INFO, logger="chat_analytics.publish"):
+    with caplog.at_level(logging.INFO, logger="chat_analytics.serving.publish"):
         result = publish(published)
     assert result.full_reason is not None and "changed after its publish" in result.full_reason
     assert "full publish (the previous release's analytics.duckdb changed" in caplog.text

@@ -34,7 +34,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from chat_analytics.build_record import (
+from chat_analytics.cli import _parser
+from chat_analytics.cli import main as cli_main
+from chat_analytics.paths import Home, UserError
+from chat_analytics.pipeline.build_record import (
     FINISHED,
     RUNNING,
     BuildRecord,
@@ -43,11 +46,8 @@ from chat_analytics.build_record import (
     record_path,
     start_build,
 )
-from chat_analytics.cli import _parser
-from chat_analytics.cli import main as cli_main
-from chat_analytics.paths import Home, UserError
-from chat_analytics.pipeline_lock import PipelineBusy, holder, lock_path, pipeline_lock
-from chat_analytics.publish import (
+from chat_analytics.pipeline.lock import PipelineBusy, holder, lock_path, pipeline_lock
+from chat_analytics.serving.publish import (
     BUILD_INFO,
     CURRENT,
     RELEASES,
@@ -269,7 +269,7 @@ def test_an_old_release_that_cannot_be_removed_is_named_in_a_warning(
     # issue 12: a month of fct_chats, hard-linked into the later releases while it did not change
     [stuck, *_] = sorted((first / "parquet" / "fct_chats").glob("*/*.parquet"))
     publish(home, run_id="second")  # the first release is kept, as the previous one
-    with _undeletable(stuck), caplog.at_level(logging.WARNING, logger="chat_analytics.publish"):
+    with _undeletable(stuck), caplog.at_level(logging.WARNING, logger="chat_analytics.serving.publish"):
         publish(home, run_id="third")  # removes the first release: all but one file of it
         assert stuck.exists()
     assert _state(home)["run_id"] == "third", "published all the same"
@@ -297,7 +297,7 @@ def test_one_fault_hook_for_every_step(fault: str, killed: bool) -> None:
             sys.executable,
             "-c",
             "import os, time\n"
-            "from chat_analytics.faults import fault_point\n"
+            "from chat_analytics.pipeline.faults import fault_point\n"
             "fault_point('test:point')\n"
             "time.sleep(60 if os.environ['CHAT_ANALYTICS_FAULT'].endswith(':0') else 0)\n",  # the timer
         ],
@@ -308,9 +308,12 @@ def test_one_fault_hook_for_every_step(fault: str, killed: bool) -> None:
         check=False,
     )
     assert done.returncode == (-signal.SIGKILL if killed else 0), done.stderr
-    for module in ("ingest", "build", "publish"):  # the steps use this hook, no copy of their own
-        source = (Path(__file__).parents[1] / "src" / "chat_analytics" / f"{module}.py").read_text()
-        assert "from chat_analytics.faults import fault_point" in source and "FAULT_ENV" not in source
+    package = Path(__file__).parents[1] / "src" / "chat_analytics"
+    for module in ("pipeline/ingest", "pipeline/build", "serving/publish"):  # the steps use this hook
+        source = (package / f"{module}.py").read_text()
+        assert (
+            "from chat_analytics.pipeline.faults import fault_point" in source and "FAULT_ENV" not in source
+        )
 
 
 def test_the_duckdb_cli_and_make_query_read_through_the_links(green: Home) -> None:
@@ -617,7 +620,7 @@ def test_the_lock_is_released_when_its_holder_is_killed(green: Home) -> None:
             "-c",
             "import sys, time\n"
             "from chat_analytics.paths import Home\n"
-            "from chat_analytics.pipeline_lock import pipeline_lock\n"
+            "from chat_analytics.pipeline.lock import pipeline_lock\n"
             "with pipeline_lock(Home.resolve(sys.argv[1]), command='sleeper'):\n"
             "    print('locked', flush=True); time.sleep(600)\n",
             str(green.root),
@@ -640,7 +643,7 @@ def test_the_lock_is_released_when_its_holder_is_killed(green: Home) -> None:
 _HOLD_UNTIL_STDIN_CLOSES = (
     "import sys\n"
     "from chat_analytics.paths import Home\n"
-    "from chat_analytics.pipeline_lock import pipeline_lock\n"
+    "from chat_analytics.pipeline.lock import pipeline_lock\n"
     "with pipeline_lock(Home.resolve(sys.argv[1]), command=sys.argv[2]):\n"
     "    print('locked', flush=True); sys.stdin.read()\n"
 )
@@ -751,7 +754,7 @@ def test_read_only_serving_and_home_folders_are_one_clear_line(home: Home, tmp_p
 
 @pytest.fixture(autouse=True)
 def _no_leaked_locks() -> Iterator[None]:
-    from chat_analytics import pipeline_lock as module
+    from chat_analytics.pipeline import lock as module
 
     yield
     assert not module._held, "a pipeline lock was left held in this process"

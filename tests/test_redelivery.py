@@ -24,10 +24,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from chat_analytics.build import build
 from chat_analytics.cli import main as cli_main
-from chat_analytics.ingest import FileOutcome, IngestReport, ingest
 from chat_analytics.paths import Home
+from chat_analytics.pipeline.build import build
+from chat_analytics.pipeline.ingest import FileOutcome, IngestReport, ingest
 
 try:
     from warehouse_checks import assert_equals_full_refresh, q

@@ -15,11 +15,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from chat_analytics import report_charts as charts
 from chat_analytics.cli import main as cli_main
-from chat_analytics.dbt_docs import generate_docs
 from chat_analytics.paths import Home, UserError
-from chat_analytics.report import report, short_id
+from chat_analytics.serving import report_charts as charts
+from chat_analytics.serving.dbt_docs import generate_docs
+from chat_analytics.serving.report import report, short_id
 
 try:
     import reference

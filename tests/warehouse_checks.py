@@ -8,8 +8,8 @@ from pathlib import Path
 
 import duckdb
 
-from chat_analytics.build import build
 from chat_analytics.paths import Home
+from chat_analytics.pipeline.build import build
 from chat_analytics.sql import literal
 
 try:

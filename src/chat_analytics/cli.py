@@ -54,7 +54,7 @@ def _locked(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
 
     @functools.wraps(func)
     def run_locked(args: argparse.Namespace) -> int:
-        from chat_analytics.pipeline_lock import pipeline_lock
+        from chat_analytics.pipeline.lock import pipeline_lock
 
         with pipeline_lock(Home.resolve(args.home), wait=getattr(args, "wait", 0.0)):
             return func(args)
@@ -63,7 +63,7 @@ def _locked(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from chat_analytics.generate import generate
+    from chat_analytics.devtools.generate import generate
 
     if args.end < args.start:
         raise UserError(f"--end {args.end} is before --start {args.start}")
@@ -79,19 +79,19 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from chat_analytics.ingest import ingest
+    from chat_analytics.pipeline.ingest import ingest
 
     return 0 if ingest(Home.resolve(args.home)).ok else 1
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from chat_analytics.build import build
+    from chat_analytics.pipeline.build import build
 
     return build(Home.resolve(args.home), full_refresh=args.full_refresh, unit_tests=args.unit_tests)
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from chat_analytics.publish import PublishRefused, publish
+    from chat_analytics.serving.publish import PublishRefused, publish
 
     try:
         publish(Home.resolve(args.home), run_id=args.run_id)
@@ -102,23 +102,23 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from chat_analytics.report import report
+    from chat_analytics.serving.report import report
 
     report(Home.resolve(args.home))
     return 0
 
 
 def _cmd_retract(args: argparse.Namespace) -> int:
-    from chat_analytics.retract import retract
+    from chat_analytics.pipeline.retract import retract
 
     retract(Home.resolve(args.home), args.file_name, reason=args.reason)
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from chat_analytics.build import build, preload_dbt
-    from chat_analytics.publish import PublishRefused
-    from chat_analytics.steps import StepFailed, ingest_step, publish_step, report_step
+    from chat_analytics.pipeline.build import build, preload_dbt
+    from chat_analytics.pipeline.steps import StepFailed, ingest_step, publish_step, report_step
+    from chat_analytics.serving.publish import PublishRefused
 
     home = Home.resolve(args.home)
     preload_dbt()  # dbt's import (CPU) overlaps the ingest (mostly DuckDB, outside the GIL)

@@ -27,11 +27,11 @@ from cosmos.constants import (
 )
 
 from chat_analytics import resources
-from chat_analytics.airflow_setup import MANIFEST, POOL, WAREHOUSE_ENV, stale_dbt_inputs
-from chat_analytics.alerts import cosmos_warning_alert, dbt_warning_alert, warn_findings
-from chat_analytics.build_record import record_cosmos_freshness, record_cosmos_results
+from chat_analytics.orchestration.airflow_setup import MANIFEST, POOL, WAREHOUSE_ENV, stale_dbt_inputs
+from chat_analytics.orchestration.alerts import cosmos_warning_alert, dbt_warning_alert, warn_findings
 from chat_analytics.orchestration.tasks import dbt_task_starts
 from chat_analytics.paths import DBT_PROJECT_DIR, Home
+from chat_analytics.pipeline.build_record import record_cosmos_freshness, record_cosmos_results
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def check_manifest() -> None:
     if not MANIFEST.is_file():
         raise FileNotFoundError(
             f"dbt manifest {MANIFEST} not found: run `make setup` (it runs `dbt parse`), "
-            "or `python -m chat_analytics.airflow_setup manifest`"
+            "or `python -m chat_analytics.orchestration.airflow_setup manifest`"
         )
     stale = stale_dbt_inputs()
     if stale:

@@ -14,11 +14,11 @@ from typing import Any
 from airflow.sdk import TriggerRule, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from chat_analytics.airflow_setup import MANIFEST, POOL
-from chat_analytics.build_record import ensure_running, finish_cosmos_build
+from chat_analytics.orchestration.airflow_setup import MANIFEST, POOL
 from chat_analytics.paths import Home, UserError
-from chat_analytics.pipeline_lock import pipeline_lock
-from chat_analytics.steps import StepFailed, ingest_step, publish_step, report_step
+from chat_analytics.pipeline.build_record import ensure_running, finish_cosmos_build
+from chat_analytics.pipeline.lock import pipeline_lock
+from chat_analytics.pipeline.steps import StepFailed, ingest_step, publish_step, report_step
 
 DAG_ID = "chat_analytics"
 #: How long a Python task waits for the pipeline lock (held by a `chat-analytics` command on the same
@@ -56,7 +56,7 @@ def ingest(home_dir: str) -> dict[str, int]:
 )
 def publish(home_dir: str) -> dict[str, Any]:
     """Finish this run's build record, then publish its marts; refuse (no retry) unless it is green."""
-    from chat_analytics.publish import PublishRefused
+    from chat_analytics.serving.publish import PublishRefused
 
     home, run_id = Home(Path(home_dir)), get_current_context()["run_id"]
     with _task_lock(home, "publish"):

@@ -4,7 +4,7 @@ Writes a categories snapshot `categories_<start>.csv`, one chats extract per UTC
 (see docs/data-contract.md) and `landing/ground_truth.json` with the expected outcomes of ingest and the
 dbt layer. Same seed, same bytes. With `dirty`, known numbers of defects of every class are injected and
 recorded in the ground truth. Everything is vectorised with numpy (10 million chats in well under a
-minute); the stages live in `chat_analytics.generator`.
+minute); the stages live in `chat_analytics.devtools.generator`.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from chat_analytics.generator import csvtext
-from chat_analytics.generator.categories import CategoryTree, build_categories
-from chat_analytics.generator.chats import ChatArrays, FilePlan, Window, plan_files, sample_chats
-from chat_analytics.generator.dirty import DirtyLine, DirtyPlan, plan_dirty
-from chat_analytics.generator.truth import Names, ground_truth
-from chat_analytics.landing import GROUND_TRUTH_NAME
+from chat_analytics.devtools.generator import csvtext
+from chat_analytics.devtools.generator.categories import CategoryTree, build_categories
+from chat_analytics.devtools.generator.chats import ChatArrays, FilePlan, Window, plan_files, sample_chats
+from chat_analytics.devtools.generator.dirty import DirtyLine, DirtyPlan, plan_dirty
+from chat_analytics.devtools.generator.truth import Names, ground_truth
 from chat_analytics.paths import Home, UserError
+from chat_analytics.pipeline.landing import GROUND_TRUTH_NAME
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,15 @@ from datetime import UTC, datetime, timedelta, timezone
 import numpy as np
 
 from chat_analytics.dbt_vars import quarantine_reasons
-from chat_analytics.generator import knobs
-from chat_analytics.generator.categories import CategoryTree
-from chat_analytics.generator.chats import ChatArrays, FilePlan, Window
-from chat_analytics.generator.csvtext import TIMESTAMP_FORMAT, random_uuid_halves, timestamp_text, uuid_text
+from chat_analytics.devtools.generator import knobs
+from chat_analytics.devtools.generator.categories import CategoryTree
+from chat_analytics.devtools.generator.chats import ChatArrays, FilePlan, Window
+from chat_analytics.devtools.generator.csvtext import (
+    TIMESTAMP_FORMAT,
+    random_uuid_halves,
+    timestamp_text,
+    uuid_text,
+)
 
 # Defect classes, in generation order (the order also sets each class's small count offset).
 EXACT_DUPLICATE = "exact_duplicate"

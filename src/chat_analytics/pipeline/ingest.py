@@ -25,14 +25,15 @@ from stat import S_ISREG
 
 import duckdb
 
-from chat_analytics import csvscan, duck, landing, redelivery, sql
-from chat_analytics.faults import fault_point
-from chat_analytics.landing import SOURCE_COLUMNS
-from chat_analytics.lines import Reconciled, ReconciliationError, reconcile
-from chat_analytics.orphans import remove_orphans
+from chat_analytics import duck, sql
 from chat_analytics.paths import Home, UserError
-from chat_analytics.retract import acting_user
-from chat_analytics.warehouse import EXTRA_COLUMN, LOADED, check_placement, connect, data_table
+from chat_analytics.pipeline import csvscan, landing, redelivery
+from chat_analytics.pipeline.faults import fault_point
+from chat_analytics.pipeline.landing import SOURCE_COLUMNS
+from chat_analytics.pipeline.lines import Reconciled, ReconciliationError, reconcile
+from chat_analytics.pipeline.orphans import remove_orphans
+from chat_analytics.pipeline.retract import acting_user
+from chat_analytics.pipeline.warehouse import EXTRA_COLUMN, LOADED, check_placement, connect, data_table
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def _precheck(
     loaded: dict[tuple[str, str, int, int], str],
     home: Home,
 ) -> _Candidate | None:
-    """Kind, name, size, unchanged-since-loaded and header checks (chat_analytics.landing): no full read
+    """Kind, name, size, unchanged-since-loaded and header checks (pipeline.landing): no full read
     of the file. Hidden files and sub-folders are ignored (reported, not recorded); a file that fails a
     check gets a `failed` manifest row. Only regular files are ever opened: a FIFO or a device would
     block or never end, so its type is checked first (lstat/stat)."""

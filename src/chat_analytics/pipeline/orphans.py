@@ -1,6 +1,6 @@
 """Rows a killed ingest left without their manifest row ("orphans"), removed before the next load.
 
-chat_analytics.ingest calls `remove_orphans` first thing on every run.
+chat_analytics.pipeline.ingest calls `remove_orphans` first thing on every run.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import time
 import duckdb
 
 from chat_analytics import sql
-from chat_analytics.landing import SOURCE_COLUMNS
-from chat_analytics.warehouse import check_placement, view_sql
+from chat_analytics.pipeline.landing import SOURCE_COLUMNS
+from chat_analytics.pipeline.warehouse import check_placement, view_sql
 
 log = logging.getLogger(__name__)
 

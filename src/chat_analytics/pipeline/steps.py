@@ -25,9 +25,9 @@ def ingest_step(home: Home, *, build_id: str | None = None) -> dict[str, int]:
     With `build_id` (the DAG, whose dbt build runs elsewhere), a new build is marked started in the build
     record before any model is touched: until `publish` finishes it, nothing publishes it.
     """
-    from chat_analytics.build_record import start_build
-    from chat_analytics.ingest import ingest
-    from chat_analytics.warehouse import read_raw_state
+    from chat_analytics.pipeline.build_record import start_build
+    from chat_analytics.pipeline.ingest import ingest
+    from chat_analytics.pipeline.warehouse import read_raw_state
 
     report = ingest(home)
     if report.ok and build_id is not None and home.warehouse.is_file():
@@ -54,7 +54,7 @@ def ingest_step(home: Home, *, build_id: str | None = None) -> dict[str, int]:
 
 def publish_step(home: Home, *, run_id: str | None = None) -> dict[str, object]:
     """Publish the marts of the newest green build (`PublishRefused` otherwise)."""
-    from chat_analytics.publish import publish
+    from chat_analytics.serving.publish import publish
 
     result = publish(home, run_id=run_id)
     return {"database": str(result.database), "rows": result.row_counts}
@@ -62,6 +62,6 @@ def publish_step(home: Home, *, run_id: str | None = None) -> dict[str, object]:
 
 def report_step(home: Home) -> Path:
     """Write `serving/report.html` from the published file."""
-    from chat_analytics.report import report
+    from chat_analytics.serving.report import report
 
     return report(home)

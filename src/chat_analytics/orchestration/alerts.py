@@ -8,7 +8,7 @@ URL and error). Delivery problems are logged, never raised: an alert must not hi
 
 `dbt_warning_alert` is the Cosmos `on_warning_callback`: a warn-severity finding logs a WARNING line
 naming the tests, becomes a note on the task instance and on the DAG run in Airflow's UI
-(chat_analytics.airflow_notes), and the run goes on. `cosmos_warning_alert` is a Cosmos operator
+(chat_analytics.orchestration.notes), and the run goes on. `cosmos_warning_alert` is a Cosmos operator
 `callback` that calls it for the warn-severity results of any dbt invocation (the DAG's one `dbt build`
 included, which Cosmos runs without `on_warning_callback`).
 """
@@ -204,8 +204,8 @@ def dbt_warning_alert(context: Mapping[str, Any]) -> None:
 
     Cosmos calls it after every dbt test and source freshness task, with empty lists when nothing warned.
     In an Airflow task the findings also become notes on the task instance and the DAG run (with their
-    count and the report's link, chat_analytics.airflow_notes); `context["home"]` is the data home (default
-    the pipeline's).
+    count and the report's link, chat_analytics.orchestration.notes); `context["home"]` is the data home
+    (default the pipeline's).
     """
     names = [str(n) for n in context.get("test_names") or []]
     results = [str(r).strip() for r in context.get("test_results") or []]
@@ -221,8 +221,8 @@ def dbt_warning_alert(context: Mapping[str, Any]) -> None:
 
 
 def _note(context: Mapping[str, Any], names: list[str], messages: list[str]) -> None:
-    from chat_analytics.airflow_notes import note_warnings
-    from chat_analytics.airflow_setup import pipeline_home
+    from chat_analytics.orchestration.airflow_setup import pipeline_home
+    from chat_analytics.orchestration.notes import note_warnings
     from chat_analytics.paths import Home
 
     try:

@@ -1,5 +1,5 @@
 """What the warehouse already knows about a landed file: unchanged since loaded, retracted, or the same
-bytes under another name. chat_analytics.ingest asks before it loads (docs/data-contract.md,
+bytes under another name. chat_analytics.pipeline.ingest asks before it loads (docs/data-contract.md,
 "Re-delivered, retracted and repeated files").
 """
 
@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 
 import duckdb
 
-from chat_analytics.warehouse import LOADED, RETRACTED
+from chat_analytics.pipeline.warehouse import LOADED, RETRACTED
 
 
 def loaded_files(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, int, int], str]:

@@ -324,7 +324,7 @@ def _read_json(path: Path) -> Mapping[str, Any] | None:
 def start_build(home: Home, build_id: str, raw_state: str | None = None) -> BuildRecord:
     """Mark a new build started (nothing finished yet); call it before dbt touches any model.
 
-    `raw_state` (chat_analytics.warehouse.raw_state) is what raw held when the build started: `publish`
+    `raw_state` (pipeline.warehouse.raw_state) is what raw held when the build started: `publish`
     refuses when raw changed since, so marts are never published as newer than the raw data they show.
     """
     record = BuildRecord(build_id=build_id, started_at=_now(), status=RUNNING, raw_state=raw_state)

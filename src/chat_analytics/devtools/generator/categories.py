@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
-from chat_analytics.generator import knobs
+from chat_analytics.devtools.generator import knobs
 
 CATEGORIES_HEADER = "id,parent_id,disabled"
 #: Namespace of the category ids: uuid5(namespace, "<seed>/<index>").

@@ -18,8 +18,8 @@ from pathlib import Path
 import duckdb
 
 from chat_analytics.paths import Home, UserError
-from chat_analytics.pipeline_lock import pipeline_lock
-from chat_analytics.warehouse import FAILED, LOADED, connect
+from chat_analytics.pipeline.lock import pipeline_lock
+from chat_analytics.pipeline.warehouse import FAILED, LOADED, connect
 
 log = logging.getLogger(__name__)
 

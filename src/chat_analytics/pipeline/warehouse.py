@@ -8,8 +8,8 @@ from pathlib import Path
 import duckdb
 
 from chat_analytics import duck, sql
-from chat_analytics.landing import SOURCE_COLUMNS
 from chat_analytics.paths import Home
+from chat_analytics.pipeline.landing import SOURCE_COLUMNS
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ it 1.
 Source freshness (on `_ingested_at`) is checked after the build and reported, never fatal: stale
 raw data still gives correct marts for what was ingested.
 Every build records its outcome (each node's status, freshness, dbt version) in
-`<home>/warehouse/last_build.json` (chat_analytics.build_record); `publish` reads it. The record says
+`<home>/warehouse/last_build.json` (chat_analytics.pipeline.build_record); `publish` reads it. The record says
 `running` before dbt starts and `finished` only at the end, so a build killed half-way is never taken
 for the previous green one.
 dbt's JSON artefacts cost more than its partial parse on this small project: each invocation serialises
@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from chat_analytics import duck, resources
-from chat_analytics.build_record import start_build
-from chat_analytics.faults import fault_point
 from chat_analytics.paths import DBT_PROJECT_DIR, Home, UserError
-from chat_analytics.warehouse import raw_state
+from chat_analytics.pipeline.build_record import start_build
+from chat_analytics.pipeline.faults import fault_point
+from chat_analytics.pipeline.warehouse import raw_state
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ def _invocation_id() -> str:
 def _manifest_is_stale(project: Path) -> bool:
     """True when dbt/target/manifest.json is missing or older than a file of the dbt project: the build
     then lets dbt write its JSON artefacts (manifest included) as a plain `dbt build` would."""
-    from chat_analytics.airflow_setup import stale_dbt_inputs
+    from chat_analytics.orchestration.airflow_setup import stale_dbt_inputs
 
     stale = stale_dbt_inputs(project / TARGET / "manifest.json", project)
     if stale:

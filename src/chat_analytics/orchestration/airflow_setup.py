@@ -1,11 +1,11 @@
 """Airflow plumbing for chat-analytics: the warehouse pool, the dbt manifest, a local `airflow standalone`.
 
-    python -m chat_analytics.airflow_setup start     # what `make airflow` runs (background, prints login)
-    python -m chat_analytics.airflow_setup stop      # what `make airflow-stop` runs
-    python -m chat_analytics.airflow_setup status
-    python -m chat_analytics.airflow_setup env       # `export ...` lines to use the airflow CLI on it
-    python -m chat_analytics.airflow_setup init      # metadata DB + pool (the Docker init service)
-    python -m chat_analytics.airflow_setup manifest  # `dbt parse` when the manifest is missing or stale
+    python -m chat_analytics.orchestration.airflow_setup start  # `make airflow` (background, prints login)
+    python -m chat_analytics.orchestration.airflow_setup stop   # what `make airflow-stop` runs
+    python -m chat_analytics.orchestration.airflow_setup status
+    python -m chat_analytics.orchestration.airflow_setup env    # `export ...` lines for the airflow CLI
+    python -m chat_analytics.orchestration.airflow_setup init   # metadata DB + pool (Docker's init service)
+    python -m chat_analytics.orchestration.airflow_setup manifest  # `dbt parse` if missing or stale
 
 DuckDB takes one writer per file, and an open reader blocks the writer; every task that touches the
 warehouse therefore runs in the pool `chat_analytics_warehouse` of one slot, which `init` (and so
@@ -89,7 +89,7 @@ FORKSERVER_PRELOAD = ",".join(
         "dbt.cli.main",
         "dbt.adapters.duckdb.impl",
         "cosmos.operators.local",
-        "chat_analytics.ingest",
+        "chat_analytics.pipeline.ingest",
     )
 )
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
@@ -276,7 +276,7 @@ class Standalone:
         self.write_passwords()
         with self.log_file.open("ab") as out:
             done = subprocess.run(
-                [sys.executable, "-m", "chat_analytics.airflow_setup", "init"],
+                [sys.executable, "-m", "chat_analytics.orchestration.airflow_setup", "init"],
                 env=self.env(),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -494,7 +494,7 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m chat_analytics.airflow_setup",
+        prog="python -m chat_analytics.orchestration.airflow_setup",
         description="Run this project's Airflow locally, and prepare any Airflow for its DAGs.",
     )
     parser.add_argument("command", choices=sorted(COMMANDS))

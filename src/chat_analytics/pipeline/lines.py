@@ -15,9 +15,10 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from chat_analytics import csvscan, sql
-from chat_analytics.landing import SOURCE_COLUMNS
-from chat_analytics.warehouse import EXTRA_COLUMN
+from chat_analytics import sql
+from chat_analytics.pipeline import csvscan
+from chat_analytics.pipeline.landing import SOURCE_COLUMNS
+from chat_analytics.pipeline.warehouse import EXTRA_COLUMN
 
 
 class ReconciliationError(Exception):

@@ -2,7 +2,7 @@
 
 Used by the `chat_analytics_sample_feed` DAG so a new user can watch a daily cycle. The next day is the
 day after the newest `landing/chats/chats_YYYY-MM-DD.csv[.gz]` (or `chat-analytics generate`'s default
-start day when landing has none). The extract is made by `chat_analytics.generate.generate` and fits
+start day when landing has none). The extract is made by `chat_analytics.devtools.generate.generate` and fits
 the home's existing sample data (from `landing/ground_truth.json`, written by `generate`):
 
 - about as many chats as an average day of that data;
@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from chat_analytics.generate import generate
-from chat_analytics.generator.categories import CATEGORY_NAMESPACE
-from chat_analytics.generator.knobs import DEPTH_COUNTS
-from chat_analytics.landing import FILE_NAME, GROUND_TRUTH_NAME
+from chat_analytics.devtools.generate import generate
+from chat_analytics.devtools.generator.categories import CATEGORY_NAMESPACE
+from chat_analytics.devtools.generator.knobs import DEPTH_COUNTS
 from chat_analytics.paths import Home
+from chat_analytics.pipeline.landing import FILE_NAME, GROUND_TRUTH_NAME
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ together:
     serving/analytics.duckdb -> current/analytics.duckdb   fixed links, created once
     serving/parquet -> current/parquet
 
-A release is complete, but it costs what changed (chat_analytics.publish_delta): the new release's
+A release is complete, but it costs what changed (chat_analytics.serving.publish_delta): the new release's
 database starts as a copy of the previous release's, in which only the rows of `fct_chats` that differ
 from the warehouse's, within the days whose checksum changed, are deleted or inserted, and the small
 marts and `_build_info` are replaced;
@@ -47,7 +47,7 @@ readable by that CLI (and any DuckDB >= 1.0) even after the library is upgraded.
 
 Nothing is published unless the newest build finished green (`warehouse/last_build.json`, see
 build_record): then the previous files stay exactly as they were and `PublishRefused` says why.
-Publishing holds the home's pipeline lock (chat_analytics.pipeline_lock).
+Publishing holds the home's pipeline lock (chat_analytics.pipeline.lock).
 """
 
 from __future__ import annotations
@@ -67,10 +67,7 @@ from pathlib import Path
 import duckdb
 
 from chat_analytics import duck
-from chat_analytics.build import release_warehouse
-from chat_analytics.build_record import BuildRecord, TestSummary, record_path
 from chat_analytics.dbt_vars import quarantine_reasons
-from chat_analytics.faults import fault_point
 from chat_analytics.paths import (
     BUILD_INFO,
     PROJECT_ROOT,
@@ -81,8 +78,12 @@ from chat_analytics.paths import (
     Home,
     UserError,
 )
-from chat_analytics.pipeline_lock import pipeline_lock
-from chat_analytics.publish_delta import (
+from chat_analytics.pipeline.build import release_warehouse
+from chat_analytics.pipeline.build_record import BuildRecord, TestSummary, record_path
+from chat_analytics.pipeline.faults import fault_point
+from chat_analytics.pipeline.lock import pipeline_lock
+from chat_analytics.pipeline.warehouse import raw_state
+from chat_analytics.serving.publish_delta import (
     DAY_COLUMN,
     MAX_FREE_SHARE,
     PARTITION_COLUMN,
@@ -98,7 +99,6 @@ from chat_analytics.publish_delta import (
     schema_fingerprint,
 )
 from chat_analytics.sql import ident, literal
-from chat_analytics.warehouse import raw_state
 
 log = logging.getLogger(__name__)
 

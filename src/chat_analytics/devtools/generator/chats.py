@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from chat_analytics.generator import knobs
-from chat_analytics.generator.categories import CategoryTree
-from chat_analytics.generator.csvtext import random_uuid_halves
+from chat_analytics.devtools.generator import knobs
+from chat_analytics.devtools.generator.categories import CategoryTree
+from chat_analytics.devtools.generator.csvtext import random_uuid_halves
 
 #: resolved_at of a chat that is never resolved.
 NEVER = np.iinfo(np.int64).max

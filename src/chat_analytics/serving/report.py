@@ -23,9 +23,9 @@ import jinja2
 from markupsafe import Markup
 
 from chat_analytics import duck, sql
-from chat_analytics import report_charts as charts
 from chat_analytics.dbt_vars import local_timezone
 from chat_analytics.paths import BUILD_INFO, SERVING_SCHEMA, Home, UserError
+from chat_analytics.serving import report_charts as charts
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def _figures(con: duckdb.DuckDBPyConnection) -> Figures:
 # ---- rendering --------------------------------------------------------------------------------------
 
 _ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("chat_analytics", "templates"),
+    loader=jinja2.PackageLoader("chat_analytics.serving", "templates"),
     autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=True),
     keep_trailing_newline=True,
     trim_blocks=True,

@@ -1,7 +1,7 @@
 """The landing contract: which names in landing/ are extracts, and what their first line must say.
 
 docs/data-contract.md in code: file names (`<entity>_YYYY-MM-DD.csv[.gz]` in the entity's folder), the
-columns each entity requires, and the checks a file passes before the loader (chat_analytics.ingest)
+columns each entity requires, and the checks a file passes before the loader (chat_analytics.pipeline.ingest)
 reads it in full: kind (only regular files; a FIFO or a device would block), name, and header. Nothing
 here touches the warehouse. Each check returns its result, or a `Rejected` with the one-line reason
 the user sees, or (for names that are never loaded) an `Ignored`.
@@ -19,8 +19,8 @@ from datetime import date
 from pathlib import Path
 from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO, S_ISLNK, S_ISREG, S_ISSOCK
 
-from chat_analytics import csvscan
 from chat_analytics.paths import Home, UserError
+from chat_analytics.pipeline import csvscan
 
 # The columns each entity's file must have (any order, any case); others are kept in raw's `_extra`.
 SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {

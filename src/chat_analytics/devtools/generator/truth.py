@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from chat_analytics.generator.categories import CategoryTree
-from chat_analytics.generator.chats import ChatArrays, FilePlan, Window
-from chat_analytics.generator.dirty import REASONS, STATUSES, DirtyLine, DirtyPlan
+from chat_analytics.devtools.generator.categories import CategoryTree
+from chat_analytics.devtools.generator.chats import ChatArrays, FilePlan, Window
+from chat_analytics.devtools.generator.dirty import REASONS, STATUSES, DirtyLine, DirtyPlan
 
 GROUND_TRUTH_VERSION = 1
 BOOKS = "raw_rows = valid_chats + quarantined_rows + collapsed_exact_duplicates + superseded_versions"

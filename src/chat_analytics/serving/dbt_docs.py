@@ -11,7 +11,7 @@ documented ones. Without a published database the site is still complete, with a
 dbt runs as a subprocess on a throw-away profile and target folder: the project's own `dbt/target`
 (whose manifest Airflow renders the DAG from) is left alone.
 
-    python -m chat_analytics.dbt_docs [--home DIR]
+    python -m chat_analytics.serving.dbt_docs [--home DIR]
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from chat_analytics.cli import configure_logging
 
     parser = argparse.ArgumentParser(
-        prog="python -m chat_analytics.dbt_docs", description=__doc__.split("\n")[0]
+        prog="python -m chat_analytics.serving.dbt_docs", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--home", metavar="DIR", help=f"home folder (default: ${HOME_ENV}, else ./data)")
     args = parser.parse_args(argv)

@@ -26,7 +26,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 API_URL_ENV = "CHAT_ANALYTICS_AIRFLOW_API_URL"
-USER_ENV = "CHAT_ANALYTICS_AIRFLOW_USER"  # as chat_analytics.airflow_setup (no Airflow import here)
+USER_ENV = (
+    "CHAT_ANALYTICS_AIRFLOW_USER"  # as chat_analytics.orchestration.airflow_setup (no Airflow import here)
+)
 PASSWORD_ENV = "CHAT_ANALYTICS_AIRFLOW_PASSWORD"
 #: Airflow refuses notes longer than this.
 MAX_NOTE_CHARS = 1000
