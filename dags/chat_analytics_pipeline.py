@@ -78,6 +78,7 @@ from chat_analytics.build_record import (
     record_cosmos_results,
     start_build,
 )
+from chat_analytics.monitoring import airflow_run, airflow_run_finished, airflow_task_failed
 from chat_analytics.paths import DBT_PROJECT_DIR, Home
 from chat_analytics.pipeline_lock import pipeline_lock
 
@@ -125,7 +126,11 @@ def publish_marts(home_dir: str) -> dict[str, Any]:
     with _task_lock(home, "publish", run_id):
         try:
             finish_cosmos_build(home, run_id, expected=_dbt_nodes())
-            result = publish(home, run_id=run_id)
+            run = airflow_run(home, get_current_context())  # issue 14: run and test history
+            run.record_build()
+            with run.timed("publish"):
+                result = publish(home, run_id=run_id)
+            run.record_publish(result)
         except PublishRefused as exc:
             raise AirflowFailException(str(exc)) from None
         except UserError as exc:  # the record is another build's: retrying cannot help
@@ -147,8 +152,11 @@ def write_report(home_dir: str) -> str:
     from chat_analytics.report import report
 
     home = Home(Path(home_dir))
-    with _task_lock(home, "report", get_current_context()["run_id"]):
-        return str(report(home))
+    run = airflow_run(home, get_current_context())  # issue 14: run history
+    with _task_lock(home, "report", run.run_id), run.timed("report"):
+        path = report(home)
+    run.record_report()
+    return str(path)
 
 
 def _task_lock(home: Home, task_id: str, run_id: str) -> Any:
@@ -208,7 +216,11 @@ def ingest(home_dir: str) -> dict[str, int]:
     home, run_id = Home(Path(home_dir)), get_current_context()["run_id"]
     try:
         with _task_lock(home, "ingest", run_id):
-            report = ingest_landing(home)
+            run = airflow_run(home, get_current_context())  # issue 14: run history, start message
+            run.start()
+            with run.timed("ingest"):
+                report = ingest_landing(home)
+            run.record_ingest(report)
             if report.ok and home.warehouse.is_file():
                 # before any dbt task: until `publish` finishes this build, nothing publishes it
                 start_build(home, build_id=run_id, raw_state=read_raw_state(home.warehouse))
@@ -282,8 +294,14 @@ def build_dag(home: Path) -> DAG:
         catchup=False,
         max_active_runs=1,
         dagrun_timeout=timedelta(hours=6),
-        default_args=DEFAULT_ARGS,
+        default_args={  # issue 14: a task that fails for good names itself in the run history
+            **DEFAULT_ARGS,
+            "on_failure_callback": [task_failure_alert, functools.partial(airflow_task_failed, str(home))],
+        },
         tags=TAGS,
+        # issue 14: the run's row in monitoring.run_history ends, and the success or failure message
+        on_success_callback=functools.partial(airflow_run_finished, str(home), True),
+        on_failure_callback=functools.partial(airflow_run_finished, str(home), False),
     ) as dag:
         loaded = ingest(str(home))
         dbt = DbtTaskGroup(

@@ -118,23 +118,37 @@ def _cmd_retract(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from chat_analytics.build import build, preload_dbt
     from chat_analytics.ingest import ingest
+    from chat_analytics.monitoring import SUCCESS, PipelineRun
     from chat_analytics.publish import PublishRefused, publish
     from chat_analytics.report import report
 
     home = Home.resolve(args.home)
     preload_dbt()  # dbt's import (CPU) overlaps the ingest (mostly DuckDB, outside the GIL)
-    if not ingest(home).ok:
+    run = PipelineRun(home)  # monitoring.run_history row and notifications (issue 14)
+    run.start()
+    with run.step("ingest"):
+        ingested = ingest(home)
+    run.record_ingest(ingested)
+    if not ingested.ok:
         log.error("ingest reported bad files: not building; fix or remove them and run again")
-        return 1
-    if build(home, full_refresh=args.full_refresh, unit_tests=args.unit_tests) != 0:
+        return run.failed("ingest", f"bad landing file(s): {', '.join(o.file_name for o in ingested.failed)}")
+    with run.step("build"):
+        built = build(home, full_refresh=args.full_refresh, unit_tests=args.unit_tests)
+    run.record_build()
+    if built != 0:
         log.error("build failed: not publishing; %s stays as it was", home.serving)
-        return 1
+        return run.failed("build", run.build_error())
     try:
-        publish(home)
+        with run.step("publish"):
+            published = publish(home)
     except PublishRefused as exc:  # like `publish`: a build that is not publishable is exit 1
         log.error("%s", exc)
         return 1
-    report(home)
+    run.record_publish(published)
+    with run.step("report"):
+        report(home)
+    run.record_report()
+    run.finish(SUCCESS)
     return 0
 
 

@@ -64,7 +64,7 @@ from pathlib import Path
 
 import duckdb
 
-from chat_analytics import resources
+from chat_analytics import monitoring, resources
 from chat_analytics.build import release_warehouse
 from chat_analytics.build_record import BuildRecord, TestSummary, record_path
 from chat_analytics.faults import fault_point
@@ -352,12 +352,14 @@ def _write(
                 for name in marts
             }
             _write_build_info(con, record, run_id, published_at, row_counts)
+            monitoring.publish_tables(con, _SOURCE, _TARGET)  # issue 14: run/test history, anomalies
         con.execute(f"detach {_SOURCE}")
         with _timed("checkpoint"):
             con.execute(f"checkpoint {_TARGET}")
         fault_point("publish:after-database-written")
         with _timed("Parquet"):
             _write_parquet(con, staging, [*marts, BUILD_INFO], how)
+            monitoring.publish_parquet(con, _TARGET, staging / PARQUET_DIR)  # issue 14
         con.execute(f"detach {_TARGET}")
     finally:
         con.close()

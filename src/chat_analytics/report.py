@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 
 from chat_analytics import report_charts as charts
-from chat_analytics import sql
+from chat_analytics import report_history, sql
 from chat_analytics.paths import Home, UserError
 from chat_analytics.publish import BUILD_INFO, SCHEMA, database_path
 
@@ -62,6 +62,7 @@ class Figures:
     highest: charts.Day | None = None
     cells: dict[tuple[int, int], tuple[int, float | None]] = field(default_factory=dict)
     rankings: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    history: report_history.History | None = None  # issue 14: the History section
 
 
 def report(home: Home) -> Path:
@@ -155,6 +156,7 @@ def _figures(con: duckdb.DuckDBPyConnection) -> Figures:
                 f"order by {sql.ident(rank)}",
                 [level, TOP_N],
             )
+    figures.history = report_history.load(con, _DB)  # issue 14
     return figures
 
 
@@ -214,6 +216,7 @@ def render(f: Figures) -> str:
                 "(n = resolved chats).",
             ),
             _quality(f),
+            report_history.section(f.history),  # issue 14
         ]
     )
     commit = str(info.get("git_commit") or "unknown")[:12]

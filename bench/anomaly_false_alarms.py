@@ -1,0 +1,78 @@
+"""False-alarm rate of `monitoring.volume_anomalies` on clean sample data (README: Monitoring).
+
+For each seed and size: `chat-analytics generate` into a fresh home, `ingest`, `build`, then count the
+evaluated (metric, day) pairs of `monitoring.volume_bands` and the flagged ones. Clean sample data has
+no anomaly by construction, so every flagged day is a false alarm. Prints one line per home and the
+totals; `--keep` leaves the homes in place.
+
+    .venv/bin/python bench/anomaly_false_alarms.py --sizes 50000 500000 --seeds 1 2 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import duckdb
+
+log = logging.getLogger("anomaly_false_alarms")
+CLI = Path(sys.executable).with_name("chat-analytics")
+
+
+def measure(home: Path, chats: int, seed: int) -> tuple[int, int, int, list[str]]:
+    """(days evaluated, metric-days evaluated, metric-days flagged, flagged descriptions) of one home."""
+    subprocess.run([CLI, "generate", "--home", home, "--chats", str(chats), "--seed", str(seed)], check=True)
+    for step in ("ingest", "build"):
+        subprocess.run([CLI, step, "--home", home], check=True, capture_output=True)
+    with duckdb.connect(str(home / "warehouse" / "warehouse.duckdb"), read_only=True) as con:
+        days, evaluated, flagged = con.execute(
+            "select count(distinct day), count(*), count(*) filter (where is_anomaly) "
+            "from monitoring.volume_bands"
+        ).fetchone()  # type: ignore[misc]
+        found = [
+            f"{metric} {day} {direction} (score {score:.1f})"
+            for metric, day, direction, score in con.execute(
+                "select metric, day, direction, score from monitoring.volume_anomalies order by day"
+            ).fetchall()
+        ]
+    return int(days), int(evaluated), int(flagged), found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 500_000])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--keep", action="store_true", help="keep the generated homes")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    root = Path(tempfile.mkdtemp(prefix="anomaly-fa-"))
+    totals = [0, 0, 0, 0]
+    try:
+        for chats in args.sizes:
+            for seed in args.seeds:
+                days, evaluated, flagged, found = measure(root / f"{chats}-{seed}", chats, seed)
+                days_flagged = len({f.split()[1] for f in found})
+                totals = [totals[0] + days, totals[1] + days_flagged, totals[2] + evaluated, totals[3] + flagged]
+                log.info(
+                    "chats %s seed %d: %d of %d days flagged, %d of %d metric-days %s",
+                    f"{chats:,}", seed, days_flagged, days, flagged, evaluated, "; ".join(found),
+                )  # fmt: skip
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    days, days_flagged, evaluated, flagged = totals
+    log.info(
+        "total: %d of %d days flagged (%.2f %%), %d of %d metric-days (%.2f %%)",
+        days_flagged, days, 100 * days_flagged / max(days, 1), flagged, evaluated,
+        100 * flagged / max(evaluated, 1),
+    )  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+{#-
+    Every monitored metric on every evaluated Melbourne day with its expected band. The baseline of a
+    day is the same weekday over the trailing `anomaly_training_weeks` weeks (usable days only; the day
+    itself never counts in its own baseline): expected = their median. The spread is robust and pooled
+    over every weekday of the training window: 1.4826 x the median absolute residual of each training
+    day from its own weekday's median (counts on a log scale, ln((x + 1) / (median + 1)): day-to-day
+    swings are multiplicative; shares as they are), never below the sampling noise of the day (Poisson
+    for counts, binomial for shares with one pseudo-chat each way),
+    widened by sqrt(1 + pi / 2n) for the uncertainty of a median of n weeks. A day is evaluated when it
+    is complete (the resolved share: also settled) and has at least `anomaly_min_training_weeks`
+    baseline days. The band is expected +- `anomaly_sensitivity` spreads; `score` is
+    (observed - expected) / spread.
+-#}
+
+with
+
+daily as (
+
+    select
+        day,
+        chats_created,
+        customer_initiated,
+        resolved_in_window,
+        unknown_or_disabled_category,
+        quarantined,
+        is_complete,
+        is_resolution_settled
+    from {{ ref('volume_daily_metrics') }}
+
+),
+
+observations as (
+
+    select
+        day,
+        'chats_created' as metric,
+        cast(chats_created as double) as observed,
+        chats_created as denominator,
+        is_complete as is_usable
+    from daily
+    union all
+    select
+        day,
+        'customer_initiated_share' as metric,
+        customer_initiated / nullif(chats_created, 0) as observed,
+        chats_created as denominator,
+        is_complete and chats_created > 0 as is_usable
+    from daily
+    union all
+    select
+        day,
+        'resolved_share' as metric,
+        resolved_in_window / nullif(chats_created, 0) as observed,
+        chats_created as denominator,
+        is_complete and is_resolution_settled and chats_created > 0 as is_usable
+    from daily
+    union all
+    select
+        day,
+        'unknown_or_disabled_category_share' as metric,
+        unknown_or_disabled_category / nullif(chats_created, 0) as observed,
+        chats_created as denominator,
+        is_complete and chats_created > 0 as is_usable
+    from daily
+    union all
+    select
+        day,
+        'quarantined_share' as metric,
+        quarantined / nullif(chats_created + quarantined, 0) as observed,
+        chats_created + quarantined as denominator,
+        is_complete and chats_created + quarantined > 0 as is_usable
+    from daily
+
+),
+
+usable as (
+
+    select
+        day,
+        metric,
+        observed,
+        denominator
+    from observations
+    where is_usable
+
+),
+
+training as (
+
+    select
+        judged.metric,
+        judged.day,
+        isodow(past.day) as history_weekday,
+        past.observed
+    from usable as judged
+    inner join usable as past
+        on
+            judged.metric = past.metric
+            and judged.day > past.day
+            and past.day >= judged.day - to_days(7 * {{ var('anomaly_training_weeks') }})
+
+),
+
+weekday_medians as (
+
+    select
+        metric,
+        day,
+        history_weekday,
+        median(observed) as weekday_median,
+        count(*) as weekday_days
+    from training
+    group by metric, day, history_weekday
+
+),
+
+residuals as (
+
+    select
+        training.metric,
+        training.day,
+        case
+            when training.metric = 'chats_created'
+                then ln((training.observed + 1) / (weekday_medians.weekday_median + 1))
+            else training.observed - weekday_medians.weekday_median
+        end as residual
+    from training
+    inner join weekday_medians
+        on
+            training.metric = weekday_medians.metric
+            and training.day = weekday_medians.day
+            and training.history_weekday = weekday_medians.history_weekday
+
+),
+
+pooled_deviations as (
+
+    select
+        metric,
+        day,
+        median(abs(residual)) as median_abs_residual
+    from residuals
+    group by metric, day
+
+),
+
+spreads as (
+
+    select
+        usable.day,
+        usable.metric,
+        usable.observed,
+        baselines.weekday_median as expected,
+        baselines.weekday_days as training_days,
+        greatest(
+            1.4826 * pooled_deviations.median_abs_residual,
+            case
+                when usable.metric = 'chats_created' then 1 / sqrt(greatest(baselines.weekday_median, 1))
+                else sqrt(
+                        ((baselines.weekday_median * usable.denominator + 1) / (usable.denominator + 2))
+                        * (1 - (baselines.weekday_median * usable.denominator + 1) / (usable.denominator + 2))
+                        / usable.denominator
+                    )
+            end
+        ) * sqrt(1 + pi() / (2 * baselines.weekday_days)) as spread
+    from usable
+    inner join weekday_medians as baselines
+        on
+            usable.metric = baselines.metric
+            and usable.day = baselines.day
+            and isodow(usable.day) = baselines.history_weekday
+    inner join pooled_deviations
+        on usable.metric = pooled_deviations.metric and usable.day = pooled_deviations.day
+    where baselines.weekday_days >= {{ var('anomaly_min_training_weeks') }}
+
+),
+
+evaluated_days as (
+
+    select
+        day,
+        dense_rank() over (order by day desc) as recency
+    from (select distinct day from spreads) as spread_days
+
+),
+
+scored as (
+
+    select
+        spreads.metric,
+        spreads.day,
+        spreads.observed,
+        spreads.expected,
+        case
+            when spreads.metric = 'chats_created'
+                then greatest(0, (spreads.expected + 1) * exp(-{{ var('anomaly_sensitivity') }} * spreads.spread) - 1)
+            else greatest(0, spreads.expected - {{ var('anomaly_sensitivity') }} * spreads.spread)
+        end as lower_bound,
+        case
+            when spreads.metric = 'chats_created'
+                then (spreads.expected + 1) * exp({{ var('anomaly_sensitivity') }} * spreads.spread) - 1
+            else least(1, spreads.expected + {{ var('anomaly_sensitivity') }} * spreads.spread)
+        end as upper_bound,
+        case
+            when spreads.metric = 'chats_created'
+                then ln((spreads.observed + 1) / (spreads.expected + 1)) / spreads.spread
+            else (spreads.observed - spreads.expected) / spreads.spread
+        end as score,
+        spreads.training_days,
+        evaluated_days.recency <= {{ var('anomaly_alert_days') }} as is_recent
+    from spreads
+    inner join evaluated_days on spreads.day = evaluated_days.day
+
+),
+
+final as (
+
+    select
+        metric,
+        day,
+        observed,
+        expected,
+        lower_bound,
+        upper_bound,
+        case
+            when score < -{{ var('anomaly_sensitivity') }} then 'low'
+            when score > {{ var('anomaly_sensitivity') }} then 'high'
+        end as direction,
+        score,
+        abs(score) > {{ var('anomaly_sensitivity') }} as is_anomaly,
+        training_days,
+        is_recent
+    from scored
+
+)
+
+select * from final
