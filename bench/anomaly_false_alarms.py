@@ -57,7 +57,8 @@ def main() -> int:
             for seed in args.seeds:
                 days, evaluated, flagged, found = measure(root / f"{chats}-{seed}", chats, seed)
                 days_flagged = len({f.split()[1] for f in found})
-                totals = [totals[0] + days, totals[1] + days_flagged, totals[2] + evaluated, totals[3] + flagged]
+                for index, value in enumerate((days, days_flagged, evaluated, flagged)):
+                    totals[index] += value
                 log.info(
                     "chats %s seed %d: %d of %d days flagged, %d of %d metric-days %s",
                     f"{chats:,}", seed, days_flagged, days, flagged, evaluated, "; ".join(found),

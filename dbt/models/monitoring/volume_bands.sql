@@ -73,13 +73,21 @@ observations as (
 
 ),
 
+{# Scored on a variance-stabilised scale: ln(x + 1) for counts (day-to-day swings are multiplicative),
+    2 sqrt(n) asin(sqrt((x + 3/8) / (n + 3/4))) for shares of n chats (Anscombe: unit variance for
+    binomial noise whatever the share and the day's volume). #}
 usable as (
 
     select
         day,
         metric,
         observed,
-        denominator
+        denominator,
+        case
+            when metric = 'chats_created' then ln(observed + 1)
+            else asin(sqrt((observed * denominator + 0.375) / (denominator + 0.75)))
+        end as transformed,
+        case when metric = 'chats_created' then 1 else 2 * sqrt(denominator) end as scale
     from observations
     where is_usable
 
@@ -91,7 +99,9 @@ training as (
         judged.metric,
         judged.day,
         isodow(past.day) as history_weekday,
-        past.observed
+        past.observed,
+        past.transformed,
+        past.scale
     from usable as judged
     inner join usable as past
         on
@@ -107,7 +117,7 @@ weekday_medians as (
         metric,
         day,
         history_weekday,
-        median(observed) as weekday_median,
+        median(transformed) as center,
         count(*) as weekday_days
     from training
     group by metric, day, history_weekday
@@ -119,11 +129,7 @@ residuals as (
     select
         training.metric,
         training.day,
-        case
-            when training.metric = 'chats_created'
-                then ln((training.observed + 1) / (weekday_medians.weekday_median + 1))
-            else training.observed - weekday_medians.weekday_median
-        end as residual
+        (training.transformed - weekday_medians.center) * training.scale as residual
     from training
     inner join weekday_medians
         on
@@ -150,19 +156,18 @@ spreads as (
         usable.day,
         usable.metric,
         usable.observed,
-        baselines.weekday_median as expected,
+        usable.denominator,
+        usable.transformed,
+        usable.scale,
+        baselines.center,
         baselines.weekday_days as training_days,
         greatest(
             1.4826 * pooled_deviations.median_abs_residual,
             case
-                when usable.metric = 'chats_created' then 1 / sqrt(greatest(baselines.weekday_median, 1))
-                else sqrt(
-                        ((baselines.weekday_median * usable.denominator + 1) / (usable.denominator + 2))
-                        * (1 - (baselines.weekday_median * usable.denominator + 1) / (usable.denominator + 2))
-                        / usable.denominator
-                    )
+                when usable.metric = 'chats_created' then 1 / sqrt(greatest(exp(baselines.center) - 1, 1))
+                else 1
             end
-        ) * sqrt(1 + pi() / (2 * baselines.weekday_days)) as spread
+        ) * sqrt(1 + pi() / (2 * baselines.weekday_days)) / usable.scale as spread
     from usable
     inner join weekday_medians as baselines
         on
@@ -190,26 +195,43 @@ scored as (
         spreads.metric,
         spreads.day,
         spreads.observed,
-        spreads.expected,
-        case
-            when spreads.metric = 'chats_created'
-                then greatest(0, (spreads.expected + 1) * exp(-{{ var('anomaly_sensitivity') }} * spreads.spread) - 1)
-            else greatest(0, spreads.expected - {{ var('anomaly_sensitivity') }} * spreads.spread)
-        end as lower_bound,
-        case
-            when spreads.metric = 'chats_created'
-                then (spreads.expected + 1) * exp({{ var('anomaly_sensitivity') }} * spreads.spread) - 1
-            else least(1, spreads.expected + {{ var('anomaly_sensitivity') }} * spreads.spread)
-        end as upper_bound,
-        case
-            when spreads.metric = 'chats_created'
-                then ln((spreads.observed + 1) / (spreads.expected + 1)) / spreads.spread
-            else (spreads.observed - spreads.expected) / spreads.spread
-        end as score,
+        spreads.denominator,
+        spreads.center,
+        greatest(0, spreads.center - {{ var('anomaly_sensitivity') }} * spreads.spread) as lower_center,
+        least(
+            case when spreads.metric = 'chats_created' then cast('infinity' as double) else pi() / 2 end,
+            spreads.center + {{ var('anomaly_sensitivity') }} * spreads.spread
+        ) as upper_center,
+        (spreads.transformed - spreads.center) / spreads.spread as score,
         spreads.training_days,
         evaluated_days.recency <= {{ var('anomaly_alert_days') }} as is_recent
     from spreads
     inner join evaluated_days on spreads.day = evaluated_days.day
+
+),
+
+bounded as (
+
+    select
+        metric,
+        day,
+        observed,
+        case
+            when metric = 'chats_created' then exp(center) - 1
+            else greatest(0, least(1, (pow(sin(center), 2) * (denominator + 0.75) - 0.375) / denominator))
+        end as expected,
+        case
+            when metric = 'chats_created' then exp(lower_center) - 1
+            else greatest(0, least(1, (pow(sin(lower_center), 2) * (denominator + 0.75) - 0.375) / denominator))
+        end as lower_bound,
+        case
+            when metric = 'chats_created' then exp(upper_center) - 1
+            else greatest(0, least(1, (pow(sin(upper_center), 2) * (denominator + 0.75) - 0.375) / denominator))
+        end as upper_bound,
+        score,
+        training_days,
+        is_recent
+    from scored
 
 ),
 
@@ -230,7 +252,7 @@ final as (
         abs(score) > {{ var('anomaly_sensitivity') }} as is_anomaly,
         training_days,
         is_recent
-    from scored
+    from bounded
 
 )
 
