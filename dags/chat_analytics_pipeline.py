@@ -43,6 +43,7 @@ astronomer-cosmos from `dbt/target/manifest.json` (`make setup` runs `dbt parse`
 
 from __future__ import annotations
 
+import functools
 import os
 from datetime import timedelta
 from typing import Any
@@ -56,10 +57,13 @@ from chat_analytics.orchestration import tasks
 from chat_analytics.orchestration.airflow_setup import PIPELINE_TIMEZONE, pipeline_home
 from chat_analytics.orchestration.alerts import task_failure_alert
 from chat_analytics.orchestration.dbt_group import dbt_task_group, watch_after_the_build
+from chat_analytics.pipeline.monitoring import airflow_run_finished, airflow_task_failed
 
 DAG_ID = tasks.DAG_ID
 TIMEZONE = PIPELINE_TIMEZONE  # the dbt var `local_timezone`: Australia/Melbourne
 SCHEDULE = "0 6 * * *"  # 06:00 local time, every day
+
+home = str(pipeline_home())
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "data-platform",
@@ -68,10 +72,9 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_exponential_backoff": 2.0,  # the delay doubles with every try (a multiplier in Airflow 3.3)
     "max_retry_delay": timedelta(minutes=15),
     "execution_timeout": timedelta(hours=1),
-    "on_failure_callback": task_failure_alert,
+    # a task that fails for good: the alert, and its step, error and log in monitoring.run_history
+    "on_failure_callback": [task_failure_alert, functools.partial(airflow_task_failed, home)],
 }
-
-home = str(pipeline_home())
 
 with DAG(
     dag_id=DAG_ID,
@@ -85,6 +88,9 @@ with DAG(
     dagrun_timeout=timedelta(hours=6),
     default_args=DEFAULT_ARGS,
     tags=["chat-analytics", "dbt", "duckdb", "daily"],
+    # the run's row in monitoring.run_history ends, and the success or failure message goes out
+    on_success_callback=functools.partial(airflow_run_finished, home, True),
+    on_failure_callback=functools.partial(airflow_run_finished, home, False),
 ) as dag:
     ingest = tasks.ingest(home)
     dbt = dbt_task_group(home)

@@ -330,6 +330,13 @@ def test_dag_run_builds_the_same_marts_as_the_cli(
     # ... and both published files count the same tests
     assert _test_counts(published) == _test_counts(Home(cli_home).serving / "analytics.duckdb")
 
+    # issue 14: one history row per run, from the same code for both orchestrators
+    history = "select run_id, trigger, status, files_loaded, chats_published from monitoring.run_history"
+    (airflow_row,) = duckdb.connect(str(Home(dag_home).warehouse), read_only=True).execute(history).fetchall()
+    assert airflow_row == (dag_run.run_id, "airflow", "success", airflow_row[3], rows) and airflow_row[3] > 0
+    (cli_row,) = duckdb.connect(str(Home(cli_home).warehouse), read_only=True).execute(history).fetchall()
+    assert cli_row[1:3] == ("cli", "success")
+
 
 class _Hook(http.server.BaseHTTPRequestHandler):
     received: list[dict[str, Any]]
@@ -381,8 +388,12 @@ def test_bad_landing_file_fails_at_ingest_alerts_and_stops_everything(
     assert states.pop("ingest") == ("failed", 1)  # a bad file is not retried
     assert {s for s, _ in states.values()} == {"upstream_failed"}, states
 
-    assert len(received) == 1
-    alert = received[0]
+    alerts = [m for m in received if "attachments" in m]  # the task alert; the run's messages: issue 14
+    assert len(alerts) == 1
+    alert = alerts[0]
+    texts = [m["text"] for m in received if "attachments" not in m]
+    assert len(texts) == 2 and "started (airflow)" in texts[0]
+    assert "FAILED at ingest" in texts[1] and bad.name in texts[1]
     fields = {f["title"]: f["value"] for f in alert["attachments"][0]["fields"]}
     assert fields["DAG"] == PIPELINE and fields["Task"] == "ingest"
     assert fields["Run"] == dag_run.run_id
@@ -439,8 +450,20 @@ def test_error_severity_fails_the_run_on_the_first_try_and_shows_where(
         assert state == expected, (task_id, state)
     assert states["ingest"] == ("success", 1)
     assert states["dbt.stg_raw__categories.test"] == ("success", 1)
-    alerted = {f["value"] for a in received for f in a["attachments"][0]["fields"] if f["title"] == "Task"}
+    alerts = [m for m in received if "attachments" in m]  # the run's own messages: issue 14
+    alerted = {f["value"] for a in alerts for f in a["attachments"][0]["fields"] if f["title"] == "Task"}
     assert alerted == failed
+    assert [m["text"] for m in received if "attachments" not in m][-1].count("FAILED at dbt.") == 1
+    _release_dbt_duckdb()
+    with duckdb.connect(str(home.warehouse), read_only=True) as con:
+        status, step, trigger = con.execute(
+            "select status, failed_step, trigger from monitoring.run_history"
+        ).fetchone()
+        assert (status, trigger) == ("failed", "airflow") and step in failed
+        assert (
+            con.execute("select count(*) from monitoring.test_history where status = 'fail'").fetchone()[0]
+            >= 1
+        )
     assert not (home.serving / "analytics.duckdb").exists()
     _release_dbt_duckdb()
 

@@ -117,26 +117,32 @@ def _cmd_retract(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from chat_analytics.pipeline.build import build, preload_dbt
+    from chat_analytics.pipeline.monitoring import SUCCESS, PipelineRun
     from chat_analytics.pipeline.steps import StepFailed, ingest_step, publish_step, report_step
     from chat_analytics.serving.publish import PublishRefused
 
     home = Home.resolve(args.home)
     preload_dbt()  # dbt's import (CPU) overlaps the ingest (mostly DuckDB, outside the GIL)
+    run = PipelineRun(home)  # the run's row in monitoring.run_history, and its messages
     try:
-        ingest_step(home)
+        ingest_step(home, run)
     except StepFailed as exc:
         log.error("not building: %s", exc)
-        return 1
-    built = build(home, full_refresh=args.full_refresh, unit_tests=args.unit_tests)
+        return run.failed("ingest", str(exc))
+    with run.step("build"):
+        built = build(home, full_refresh=args.full_refresh, unit_tests=args.unit_tests)
+    run.record_build()
     if built != 0:
         log.error("build failed: not publishing; %s stays as it was", home.serving)
+        run.failed("build", run.build_error())
         return built  # 1, naming the failed dbt nodes
     try:
-        publish_step(home)
+        publish_step(home, run)
     except PublishRefused as exc:  # like `publish`: a build that is not publishable is exit 1
         log.error("%s", exc)
         return 1
-    report_step(home)
+    report_step(home, run)
+    run.finish(SUCCESS)
     return 0
 
 

@@ -104,7 +104,13 @@ def _describe(error: BaseException | str | None) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
-def post_json(url: str, payload: Mapping[str, Any], *, attempts: int = WEBHOOK_ATTEMPTS) -> bool:
+def post_json(
+    url: str,
+    payload: Mapping[str, Any],
+    *,
+    attempts: int = WEBHOOK_ATTEMPTS,
+    timeout: float = WEBHOOK_TIMEOUT_SECONDS,
+) -> bool:
     """POST `payload` as JSON; True when the server answered 2xx. Retries transient errors, never raises."""
     body = json.dumps(payload).encode("utf-8")
     for attempt in range(1, attempts + 1):
@@ -112,7 +118,7 @@ def post_json(url: str, payload: Mapping[str, Any], *, attempts: int = WEBHOOK_A
             url, data=body, method="POST", headers={"Content-Type": "application/json; charset=utf-8"}
         )
         try:
-            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 if 200 <= response.status < 300:
                     return True
                 problem = f"HTTP {response.status}"

@@ -18,6 +18,7 @@ from chat_analytics.orchestration.airflow_setup import MANIFEST, POOL
 from chat_analytics.paths import Home, UserError
 from chat_analytics.pipeline.build_record import ensure_running, finish_cosmos_build
 from chat_analytics.pipeline.lock import pipeline_lock
+from chat_analytics.pipeline.monitoring import airflow_run
 from chat_analytics.pipeline.steps import StepFailed, ingest_step, publish_step, report_step
 
 DAG_ID = "chat_analytics"
@@ -37,7 +38,8 @@ def ingest(home_dir: str) -> dict[str, int]:
     home = Home(Path(home_dir))
     try:
         with _task_lock(home, "ingest"):
-            return ingest_step(home, build_id=get_current_context()["run_id"])
+            context = get_current_context()
+            return ingest_step(home, airflow_run(home, context), build_id=context["run_id"])
     except StepFailed as exc:
         raise AirflowFailException(str(exc)) from None
     except UserError as exc:  # missing folders, warehouse in use: may clear up, so retries apply
@@ -62,7 +64,9 @@ def publish(home_dir: str) -> dict[str, Any]:
     with _task_lock(home, "publish"):
         try:
             finish_cosmos_build(home, run_id, expected=dbt_nodes())
-            return publish_step(home, run_id=run_id)
+            run = airflow_run(home, get_current_context())
+            run.record_build()  # the build's test results into monitoring.test_history
+            return publish_step(home, run, run_id=run_id)
         except PublishRefused as exc:
             raise AirflowFailException(str(exc)) from None
         except UserError as exc:  # the record is another build's: retrying cannot help
@@ -76,7 +80,7 @@ def report(home_dir: str) -> str:
     """The offline HTML report, from the published file (in the pool: it reads what publish wrote)."""
     home = Home(Path(home_dir))
     with _task_lock(home, "report"):
-        return str(report_step(home))
+        return str(report_step(home, airflow_run(home, get_current_context())))
 
 
 def dbt_nodes() -> set[str]:

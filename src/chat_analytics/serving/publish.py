@@ -78,6 +78,7 @@ from chat_analytics.paths import (
     Home,
     UserError,
 )
+from chat_analytics.pipeline import monitoring
 from chat_analytics.pipeline.build import release_warehouse
 from chat_analytics.pipeline.build_record import BuildRecord, TestSummary, record_path
 from chat_analytics.pipeline.faults import fault_point
@@ -341,12 +342,14 @@ def _write(
                 for name in marts
             }
             _write_build_info(con, record, run_id, published_at, row_counts)
+            monitoring.publish_tables(con, _SOURCE, _TARGET)  # run/test history, volume anomalies
         con.execute(f"detach {_SOURCE}")
         with _timed("checkpoint"):
             con.execute(f"checkpoint {_TARGET}")
         fault_point("publish:after-database-written")
         with _timed("Parquet"):
             _write_parquet(con, staging, [*marts, BUILD_INFO], how)
+            monitoring.publish_parquet(con, _TARGET, staging / SERVING_PARQUET)
         con.execute(f"detach {_TARGET}")
     finally:
         con.close()

@@ -26,6 +26,7 @@ from chat_analytics import duck, sql
 from chat_analytics.dbt_vars import local_timezone
 from chat_analytics.paths import BUILD_INFO, SERVING_SCHEMA, Home, UserError
 from chat_analytics.serving import report_charts as charts
+from chat_analytics.serving import report_history
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Figures:
     highest: charts.Day | None = None
     cells: dict[tuple[int, int], tuple[int, float | None]] = field(default_factory=dict)
     rankings: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    history: report_history.History | None = None  # the History section
 
 
 def report(home: Home) -> Path:
@@ -148,6 +150,7 @@ def _figures(con: duckdb.DuckDBPyConnection) -> Figures:
                 f"order by {sql.ident(rank)}",
                 [level, TOP_N],
             )
+    figures.history = report_history.load(con, _DB)
     return figures
 
 
@@ -208,6 +211,7 @@ def render(f: Figures) -> str:
             for kind, title, note in _CATEGORY_SECTIONS
         ],
         quality=_quality(f),
+        history=Markup(report_history.section(f.history)),
         commit=str(info.get("git_commit") or "unknown")[:12],
         dbt_version=str(info.get("dbt_version")),
         duckdb_version=str(info.get("duckdb_version")),
