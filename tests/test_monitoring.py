@@ -26,7 +26,6 @@ from chat_analytics.cli import main
 from chat_analytics.devtools.generate import generate
 from chat_analytics.paths import Home
 from chat_analytics.pipeline import notify
-from chat_analytics.serving.report import report_path
 
 MELBOURNE = ZoneInfo("Australia/Melbourne")
 CUT_DAY = date(2000, 3, 30)  # a Thursday among the newest complete days of a 1 Jan - 31 Mar extract
@@ -153,7 +152,7 @@ def test_cut_short_day_is_flagged_there_only_and_history_survives_full_refresh(
     assert _query(published, "select count(*) from analytics.monitoring.volume_anomalies") == [(1,)]
     parquet = home.serving / "parquet" / "monitoring" / "run_history.parquet"
     assert duckdb.sql(f"select count(*) from '{parquet}'").fetchone() == (2,)
-    page = report_path(home).read_text()
+    page = home.report.read_text()
     assert "<h2>History</h2>" in page and "Anomalous days:" in page and "low" in page
 
 
