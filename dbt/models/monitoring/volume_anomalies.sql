@@ -17,23 +17,7 @@ bands as (
     from {{ ref('volume_bands') }}
     where is_anomaly
 
-),
-
-final as (
-
-    select
-        metric,
-        day,
-        observed,
-        expected,
-        lower_bound,
-        upper_bound,
-        direction,
-        score,
-        is_recent
-    from bands
-
 )
 
-select * from final
+select * from bands
 order by day desc, metric asc
