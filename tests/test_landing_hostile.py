@@ -419,7 +419,7 @@ def test_landing_file_swapped_for_a_fifo_is_refused_on_open(tmp_path: Path) -> N
     probe = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from chat_analytics import csvscan\n"
+        "from chat_analytics.pipeline import csvscan\n"
         "for f in (csvscan.read_head, csvscan.scan, csvscan.sha256):\n"
         "    try:\n"
         "        f(Path(sys.argv[1]))\n"
