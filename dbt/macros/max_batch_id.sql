@@ -34,10 +34,11 @@
 
 {#
     The batches `classified_table` (`schema.table`) has not classified yet: all of them on a
-    --full-refresh build (the table is rebuilt from every loaded batch), otherwise unstaged_batch_filter.
+    --full-refresh build and on an engine without incremental models (the table is rebuilt from every
+    loaded batch), otherwise unstaged_batch_filter.
 #}
 {% macro unclassified_batch_filter(classified_table) -%}
-    {%- if flags.FULL_REFRESH -%}
+    {%- if flags.FULL_REFRESH or not incremental_models() -%}
         {{- return('true') -}}
     {%- endif -%}
     {{- return(unstaged_batch_filter(classified_table)) -}}

@@ -10,8 +10,8 @@
     the rest takes the full rule. #}
 {% macro has_no_edge_space(expr) -%}
     length({{ expr }}) not in (0, 4)
-    and {{ expr }}[1] between '!' and '~'
-    and {{ expr }}[-1] between '!' and '~'
+    and {{ first_char(expr) }} between '!' and '~'
+    and {{ last_char(expr) }} between '!' and '~'
 {%- endmacro %}
 
 {# `''`, `null`, `NULL` (any case, blanks around ignored) and SQL NULL mean missing. #}
@@ -19,7 +19,7 @@
     case
         when {{ expr }} is null then true
         when {{ has_no_edge_space(expr) }} then false
-        else lower(trim({{ expr }})) in ('', 'null')
+        else lower({{ trim_blanks(expr) }}) in ('', 'null')
     end
 {%- endmacro %}
 
@@ -28,7 +28,7 @@
     case
         when {{ expr }} is null then null
         when {{ has_no_edge_space(expr) }} then {{ expr }}
-        when lower(trim({{ expr }})) not in ('', 'null') then trim({{ expr }})
+        when lower({{ trim_blanks(expr) }}) not in ('', 'null') then {{ trim_blanks(expr) }}
     end
 {%- endmacro %}
 
@@ -37,8 +37,8 @@
     case
         when {{ expr }} = 'true' then true
         when {{ expr }} = 'false' then false
-        when lower(trim({{ expr }})) in ('true', 't', '1', 'yes') then true
-        when lower(trim({{ expr }})) in ('false', 'f', '0', 'no') then false
+        when lower({{ trim_blanks(expr) }}) in ('true', 't', '1', 'yes') then true
+        when lower({{ trim_blanks(expr) }}) in ('false', 'f', '0', 'no') then false
     end
 {%- endmacro %}
 
@@ -62,13 +62,26 @@
 
 {# The value split by the pattern: a struct (date_time, zone); date_time is '' when it does not match. #}
 {% macro timestamp_parts(expr) -%}
+    {{ return(adapter.dispatch('timestamp_parts', 'chat_analytics')(expr)) }}
+{%- endmacro %}
+{% macro duckdb__timestamp_parts(expr) -%}
     regexp_extract({{ expr }}, {{ timestamp_pattern() }}, ['date_time', 'zone'])
+{%- endmacro %}
+{# Java's `$` would also match before a final line break: `\z` is the end of the text, as RE2's `$`. #}
+{% macro spark__timestamp_parts(expr) -%}
+    named_struct(
+        'date_time', regexp_extract({{ expr }}, r{{ timestamp_pattern()[:-2] }}\z', 1),
+        'zone', regexp_extract({{ expr }}, r{{ timestamp_pattern()[:-2] }}\z', 2)
+    )
 {%- endmacro %}
 
 {# Year 0000 does not exist (the cast would read it as 1 BC), nor does an offset's instant outside years
     0001-9999: NULL like any impossible date. An offset moves the instant by under a day, so only values
     on the first and the last day of that range need the second check. #}
 {% macro timestamp_from_parts(parts, text) -%}
+    {{ return(adapter.dispatch('timestamp_from_parts', 'chat_analytics')(parts, text)) }}
+{%- endmacro %}
+{% macro duckdb__timestamp_from_parts(parts, text) -%}
     case
         when {{ parts }}.date_time = '' or {{ parts }}.date_time < '0001' then null
         when {{ parts }}.zone in ('', 'Z') then try_cast({{ parts }}.date_time as timestamp)
@@ -80,10 +93,29 @@
             then make_timestamp(epoch_us(try_cast({{ text }} as timestamptz)))
     end
 {%- endmacro %}
+{# Spark reads the date-time part (impossible dates are NULL) and applies the offset itself, in
+    microseconds: Java's zone offsets stop at +-18:00, the pattern (and DuckDB) allow up to +-23:59. #}
+{% macro spark__timestamp_from_parts(parts, text) -%}
+    {%- set local = "cast(" ~ parts ~ ".date_time as timestamp)" -%}
+    {%- set offset_minutes -%}
+        (case when substr({{ parts }}.zone, 1, 1) = '-' then -1 else 1 end)
+        * (cast(substr({{ parts }}.zone, 2, 2) as int) * 60
+            + case when length({{ parts }}.zone) > 3 then cast(substr({{ parts }}.zone, -2, 2) as int) else 0 end)
+    {%- endset -%}
+    {%- set shifted = "timestamp_micros(unix_micros(" ~ local ~ ") - (" ~ offset_minutes ~ ") * 60000000)" -%}
+    case
+        when {{ parts }}.date_time = '' or {{ parts }}.date_time < '0001' then null
+        when {{ parts }}.zone in ('', 'Z') then {{ local }}
+        when
+            {{ shifted }}
+            between timestamp '0001-01-01 00:00:00' and timestamp '9999-12-31 23:59:59.999999'
+            then {{ shifted }}
+    end
+{%- endmacro %}
 
 {# `text` the raw value, `parts` its `timestamp_parts` (computed once by the caller, e.g. in a CTE). #}
 {% macro utc_timestamp(text, parts) -%}
-    {%- set tidied = "upper(trim(" ~ text ~ "))" -%}
+    {%- set tidied = "upper(" ~ trim_blanks(text) ~ ")" -%}
     case
         when {{ parts }}.date_time <> '' then {{ timestamp_from_parts(parts, text) }}
         when {{ text }} is null then null
@@ -94,9 +126,4 @@
 {# The same rule on one expression, for places that parse a single value (tests, ad-hoc checks). #}
 {% macro parse_utc_timestamp(expr) -%}
     {{ utc_timestamp(expr, timestamp_parts(expr)) }}
-{%- endmacro %}
-
-{# A naive UTC TIMESTAMP as naive wall-clock time in var('local_timezone') (ICU zone rules, DST-aware). #}
-{% macro utc_to_local(expr) -%}
-    ((({{ expr }}) at time zone 'UTC') at time zone '{{ var("local_timezone") }}')
 {%- endmacro %}

@@ -23,7 +23,9 @@
     {%- set terms = [] -%}
     {%- for reason in var('quarantine_reasons') -%}
         {%- set applies = conflicting if reason == 'conflicting_duplicate' else 'is_' ~ reason -%}
-        {%- do terms.append("(case when " ~ applies ~ " then ['" ~ reason ~ "'] else []::varchar[] end)") -%}
+        {%- do terms.append(
+            "(case when " ~ applies ~ " then " ~ text_array("'" ~ reason ~ "'") ~ " else " ~ empty_text_array() ~ " end)"
+        ) -%}
     {%- endfor -%}
-    {{ terms | join('\n    || ') }}
+    {{ concat_arrays(terms) }}
 {%- endmacro %}

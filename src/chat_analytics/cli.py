@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 
+from chat_analytics.engine import ENGINE_ENV, ENGINES
 from chat_analytics.paths import HOME_ENV, Home, UserError
 
 log = logging.getLogger("chat_analytics")
@@ -87,14 +88,19 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 def _cmd_build(args: argparse.Namespace) -> int:
     from chat_analytics.pipeline.build import build
 
-    return build(Home.resolve(args.home), full_refresh=args.full_refresh, unit_tests=args.unit_tests)
+    return build(
+        Home.resolve(args.home),
+        full_refresh=args.full_refresh,
+        unit_tests=args.unit_tests,
+        engine=args.engine,
+    )
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
     from chat_analytics.serving.publish import PublishRefused, publish
 
     try:
-        publish(Home.resolve(args.home), run_id=args.run_id)
+        publish(Home.resolve(args.home), run_id=args.run_id, engine=args.engine)
     except PublishRefused as exc:
         log.error("%s", exc)
         return 1
@@ -116,13 +122,18 @@ def _cmd_retract(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from chat_analytics.engine import resolve_engine
     from chat_analytics.pipeline.build import build, preload_dbt
     from chat_analytics.pipeline.monitoring import SUCCESS, PipelineRun
+    from chat_analytics.pipeline.spark import require_java
     from chat_analytics.pipeline.steps import StepFailed, ingest_step, publish_step, report_step
     from chat_analytics.serving.publish import PublishRefused
 
     home = Home.resolve(args.home)
-    preload_dbt()  # dbt's import (CPU) overlaps the ingest (mostly DuckDB, outside the GIL)
+    engine = resolve_engine(args.engine)
+    if engine == "spark":
+        require_java()  # before anything runs: one clear line when Spark cannot start
+    preload_dbt(engine)  # dbt's import (CPU) overlaps the ingest (mostly DuckDB, outside the GIL)
     run = PipelineRun(home)  # the run's row in monitoring.run_history, and its messages
     try:
         ingest_step(home, run)
@@ -130,14 +141,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         log.error("not building: %s", exc)
         return run.failed("ingest", str(exc))
     with run.step("build"):
-        built = build(home, full_refresh=args.full_refresh, unit_tests=args.unit_tests)
+        built = build(home, full_refresh=args.full_refresh, unit_tests=args.unit_tests, engine=engine)
     run.record_build()
     if built != 0:
         log.error("build failed: not publishing; %s stays as it was", home.serving)
         run.failed("build", run.build_error())
         return built  # 1, naming the failed dbt nodes
     try:
-        publish_step(home, run)
+        publish_step(home, run, engine=engine)
     except PublishRefused as exc:  # like `publish`: a build that is not publishable is exit 1
         log.error("%s", exc)
         return 1
@@ -195,9 +206,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     build.add_argument("--unit-tests", action="store_true", help=UNIT_TESTS_HELP)
+    _engine_option(build)
 
     pub = add("publish", _cmd_publish, "copy the marts of the last green build to serving/ for analysts")
     pub.add_argument("--run-id", metavar="ID", help="run id for _build_info (default: cli-<UTC time>)")
+    pub.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help=f"refuse unless the last build ran on this engine (default: ${ENGINE_ENV} if set; otherwise "
+        "whatever engine built the warehouse's marts)",
+    )
 
     add("report", _cmd_report, "write serving/report.html from the published marts")
 
@@ -213,7 +231,17 @@ def _parser() -> argparse.ArgumentParser:
     run = add("run", _cmd_run, "everything in order: ingest, build, publish, report")
     run.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     run.add_argument("--unit-tests", action="store_true", help=UNIT_TESTS_HELP)
+    _engine_option(run)
     return parser
+
+
+def _engine_option(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help=f"where dbt runs: duckdb (embedded, the default) or spark (a local Spark session; needs Java "
+        f"17+; README, Scaling out); default ${ENGINE_ENV}, else duckdb",
+    )
 
 
 def configure_logging(verbose: bool = False) -> None:

@@ -16,10 +16,19 @@
 
     ),
 
+    span as (
+
+        select
+            min(day) as first_day,
+            max(day) as last_day
+        from present
+
+    ),
+
     expected as (
 
-        select cast(unnest(generate_series(min(day), max(day), interval 1 day)) as date) as day
-        from present
+        select {{ chat_analytics.date_series('first_day', 'last_day') }} as day
+        from span
 
     )
 

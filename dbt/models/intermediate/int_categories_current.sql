@@ -22,11 +22,27 @@ staged_categories as (
 
 ),
 
+numbered as (
+
+    select
+        *,
+        row_number() over (partition by category_id order by _line_number desc) as line_rank
+    from staged_categories
+
+),
+
 final as (
 
-    select *
-    from staged_categories
-    qualify row_number() over (partition by category_id order by _line_number desc) = 1
+    select
+        category_id,
+        parent_id,
+        disabled_raw,
+        _batch_id,
+        _source_file,
+        _extract_date,
+        _line_number
+    from numbered
+    where line_rank = 1
 
 )
 

@@ -1,6 +1,6 @@
 {{
     config(
-        materialized='incremental',
+        materialized=incremental_materialization(),
         incremental_strategy='delete+insert',
         unique_key='resolution_key',
         on_schema_change='fail',
@@ -229,7 +229,7 @@ version_rows as (
     five texts is several times cheaper than a window partitioned by them). #}
 first_versions as (
 
-    select min(struct_pack(_extract_date, _batch_id, _line_number)) as first_version
+    select min({{ struct_of(['_extract_date', '_batch_id', '_line_number']) }}) as first_version
     from version_rows
     group by raw_id, raw_chat_category_id, raw_created_at, raw_is_customer_initiated, raw_resolved_at
 
@@ -243,7 +243,7 @@ exact_duplicates as (
     from version_rows
     left join first_versions
         on
-            struct_pack(version_rows._extract_date, version_rows._batch_id, version_rows._line_number)
+            {{ struct_of(['version_rows._extract_date', 'version_rows._batch_id', 'version_rows._line_number']) }}
             = first_versions.first_version
 
 ),
@@ -254,7 +254,7 @@ conflicting_duplicates as (
         *,
         not is_collapsed_duplicate
         and not is_missing_id
-        and count(*) filter (where not is_collapsed_duplicate) over (partition by resolution_key, _batch_id) > 1
+        and sum(case when is_collapsed_duplicate then 0 else 1 end) over (partition by resolution_key, _batch_id) > 1
             as is_conflicting_duplicate
     from exact_duplicates
 

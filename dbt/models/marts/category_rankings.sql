@@ -13,7 +13,7 @@ categorised_chats as (
         root_category_id,
         is_customer_initiated,
         is_resolved,
-        epoch_us(resolved_at_utc) - epoch_us(created_at_utc) as resolution_us
+        {{ epoch_us('resolved_at_utc') }} - {{ epoch_us('created_at_utc') }} as resolution_us
     from {{ ref('fct_chats') }}
     where category_status = 'ok'
 

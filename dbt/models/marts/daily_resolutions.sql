@@ -21,12 +21,19 @@ resolutions_per_day as (
 
 ),
 
-calendar as (
+span as (
 
     select
-        cast(unnest(generate_series(min(resolution_date), max(resolution_date), interval 1 day)) as date)
-            as resolution_date
+        min(resolution_date) as first_date,
+        max(resolution_date) as last_date
     from resolutions_per_day
+
+),
+
+calendar as (
+
+    select {{ date_series('first_date', 'last_date') }} as resolution_date
+    from span
 
 ),
 

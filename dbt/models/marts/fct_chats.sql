@@ -1,6 +1,6 @@
 {{
     config(
-        materialized='incremental',
+        materialized=incremental_materialization(),
         incremental_strategy='append',
         on_schema_change='fail',
         pre_hook=[
@@ -79,19 +79,23 @@ categorised as (
     cheaper at 10 M chats). Every UTC hour of the data window gets the zone's offset at its first and
     last microsecond from ICU; an hour in which the offset changes (never for Melbourne, whose
     transitions fall on whole UTC hours, but possible in zones with half-hour rules) is converted row
-    by row, so the result is exactly ICU's everywhere. #}
+    by row, so the result is exactly ICU's everywhere. The table covers the data window within
+    1970-2100 at most: a hostile extract with a chat in year 0001 and one in 9999 would otherwise ask for
+    88 million hours; instants outside that span are converted row by row, like a non-uniform hour. #}
 utc_window as (
 
     select
-        date_trunc('hour', min(created_at_utc)) as first_hour,
-        greatest(max(created_at_utc), max(resolved_at_utc)) as last_instant
+        greatest(date_trunc('hour', min(created_at_utc)), timestamp '1970-01-01 00:00:00') as first_hour,
+        least(
+            greatest(max(created_at_utc), max(resolved_at_utc)), timestamp '2100-01-01 00:00:00'
+        ) as last_instant
     from chat_versions
 
 ),
 
 utc_hours as (
 
-    select unnest(range(first_hour, last_instant, interval 1 hour)) as utc_hour
+    select {{ hour_series('first_hour', 'last_instant') }} as utc_hour
     from utc_window
 
 ),
@@ -100,10 +104,10 @@ hourly_offsets as (
 
     select
         utc_hour,
-        {{ utc_to_local('utc_hour') }} - utc_hour as utc_offset,
-        {{ utc_to_local('utc_hour') }} - utc_hour
-        = {{ utc_to_local("utc_hour + interval '3599999999 microseconds'") }}
-        - (utc_hour + interval '3599999999 microseconds') as is_uniform
+        {%- set hour_end = timestamp_from_epoch_us(epoch_us('utc_hour') ~ ' + 3599999999') %}
+        {{ epoch_us(utc_to_local('utc_hour')) }} - {{ epoch_us('utc_hour') }} as utc_offset_us,
+        {{ epoch_us(utc_to_local('utc_hour')) }} - {{ epoch_us('utc_hour') }}
+        = {{ epoch_us(utc_to_local(hour_end)) }} - {{ epoch_us(hour_end) }} as is_uniform
     from utc_hours
 
 ),
@@ -113,11 +117,13 @@ localised as (
     select
         categorised.*,
         case
-            when created_offsets.is_uniform then categorised.created_at_utc + created_offsets.utc_offset
+            when created_offsets.is_uniform
+                then {{ timestamp_from_epoch_us(epoch_us('categorised.created_at_utc') ~ ' + created_offsets.utc_offset_us') }}
             else {{ utc_to_local('categorised.created_at_utc') }}
         end as created_at_local,
         case
-            when resolved_offsets.is_uniform then categorised.resolved_at_utc + resolved_offsets.utc_offset
+            when resolved_offsets.is_uniform
+                then {{ timestamp_from_epoch_us(epoch_us('categorised.resolved_at_utc') ~ ' + resolved_offsets.utc_offset_us') }}
             else {{ utc_to_local('categorised.resolved_at_utc') }}
         end as resolved_at_local
     from categorised
@@ -141,7 +147,7 @@ final as (
         resolved_at_utc,
         resolved_at_local,
         resolved_at_utc is not null as is_resolved,
-        (epoch_us(resolved_at_utc) - epoch_us(created_at_utc)) / 3600000000.0 as resolution_hours,
+        ({{ epoch_us('resolved_at_utc') }} - {{ epoch_us('created_at_utc') }}) / 3600000000.0 as resolution_hours,
         cast(created_at_local as date) as created_date_local,
         cast(resolved_at_local as date) as resolved_date_local,
         category_id as source_category_id,

@@ -19,30 +19,39 @@ chats as (
 cells as (
 
     select
-        isodow(created_at_local) as day_of_week,
+        {{ iso_weekday('created_at_local') }} as day_of_week,
         hour(created_at_local) as hour_of_day,
         count(*) as chats,
         min(created_date_local) as first_date,
         max(created_date_local) as last_date
     from chats
-    group by isodow(created_at_local), hour(created_at_local)
+    group by {{ iso_weekday('created_at_local') }}, hour(created_at_local)
+
+),
+
+span as (
+
+    select
+        min(first_date) as first_date,
+        max(last_date) as last_date
+    from cells
 
 ),
 
 span_dates as (
 
-    select cast(unnest(generate_series(min(first_date), max(last_date), interval 1 day)) as date) as local_date
-    from cells
+    select {{ date_series('first_date', 'last_date') }} as local_date
+    from span
 
 ),
 
 weekday_occurrences as (
 
     select
-        isodow(local_date) as day_of_week,
+        {{ iso_weekday('local_date') }} as day_of_week,
         count(*) as weeks_observed
     from span_dates
-    group by isodow(local_date)
+    group by {{ iso_weekday('local_date') }}
 
 ),
 
@@ -51,8 +60,8 @@ grid as (
     select
         weekdays.day_of_week,
         hours.hour_of_day
-    from range(1, 8) as weekdays (day_of_week)
-    cross join range(0, 24) as hours (hour_of_day)
+    from (values {% for day in range(1, 8) %}({{ day }}){{ ', ' if not loop.last }}{% endfor %}) as weekdays (day_of_week)
+    cross join (values {% for hour in range(24) %}({{ hour }}){{ ', ' if not loop.last }}{% endfor %}) as hours (hour_of_day)
 
 ),
 
@@ -60,8 +69,11 @@ final as (
 
     select
         cast(grid.day_of_week as integer) as day_of_week,
-        ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'][grid.day_of_week]
-            as day_name,
+        case grid.day_of_week
+            {%- for name in ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'] %}
+                when {{ loop.index }} then '{{ name }}'
+            {%- endfor %}
+        end as day_name,
         cast(grid.hour_of_day as integer) as hour_of_day,
         coalesce(cells.chats, 0) as chats,
         cast(coalesce(cells.chats, 0) as double) / weekday_occurrences.weeks_observed as avg_chats_per_week

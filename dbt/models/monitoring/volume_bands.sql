@@ -98,7 +98,7 @@ training as (
     select
         judged.metric,
         judged.day,
-        isodow(past.day) as history_weekday,
+        {{ iso_weekday('past.day') }} as history_weekday,
         past.observed,
         past.transformed,
         past.scale
@@ -107,7 +107,7 @@ training as (
         on
             judged.metric = past.metric
             and judged.day > past.day
-            and past.day >= judged.day - to_days(7 * {{ var('anomaly_training_weeks') }})
+            and past.day >= {{ add_days('judged.day', -7 * var('anomaly_training_weeks')) }}
 
 ),
 
@@ -173,7 +173,7 @@ spreads as (
         on
             usable.metric = baselines.metric
             and usable.day = baselines.day
-            and isodow(usable.day) = baselines.history_weekday
+            and {{ iso_weekday('usable.day') }} = baselines.history_weekday
     inner join pooled_deviations
         on usable.metric = pooled_deviations.metric and usable.day = pooled_deviations.day
     where baselines.weekday_days >= {{ var('anomaly_min_training_weeks') }}

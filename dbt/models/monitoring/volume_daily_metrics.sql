@@ -42,7 +42,7 @@ coverage as (
 
 calendar as (
 
-    select cast(unnest(generate_series(first_day, last_day, interval 1 day)) as date) as day
+    select {{ date_series('first_day', 'last_day') }} as day
     from coverage
 
 ),
@@ -55,7 +55,7 @@ chats_per_day as (
         count(*) filter (where is_customer_initiated) as customer_initiated,
         count(*) filter (
             where resolved_at_utc
-            <= created_at_utc + to_hours(cast({{ var('anomaly_resolution_window_hours') }} as bigint))
+            <= {{ add_hours('created_at_utc', var('anomaly_resolution_window_hours')) }}
         ) as resolved_in_window,
         count(*) filter (where category_status in ('unknown', 'disabled')) as unknown_or_disabled_category
     from chats
@@ -77,12 +77,8 @@ day_bounds as (
 
     select
         day,
-        cast((cast(day as timestamp) at time zone '{{ var("local_timezone") }}') at time zone 'UTC' as timestamp)
-            as day_start_utc,
-        cast(
-            (cast(day + 1 as timestamp) at time zone '{{ var("local_timezone") }}') at time zone 'UTC'
-            as timestamp
-        ) as day_end_utc
+        {{ local_to_utc('day') }} as day_start_utc,
+        {{ local_to_utc(add_days('day', 1)) }} as day_end_utc
     from calendar
 
 ),
@@ -91,7 +87,7 @@ final as (
 
     select
         day_bounds.day,
-        isodow(day_bounds.day) as day_of_week,
+        {{ iso_weekday('day_bounds.day') }} as day_of_week,
         coalesce(chats_per_day.chats_created, 0) as chats_created,
         coalesce(chats_per_day.customer_initiated, 0) as customer_initiated,
         coalesce(chats_per_day.resolved_in_window, 0) as resolved_in_window,
@@ -102,7 +98,7 @@ final as (
         coverage.first_created_at_utc <= day_bounds.day_start_utc
         and coverage.last_created_at_utc >= day_bounds.day_end_utc as is_complete,
         coverage.last_created_at_utc
-        >= day_bounds.day_end_utc + to_hours(cast({{ var('anomaly_resolution_window_hours') }} as bigint))
+        >= {{ add_hours('day_bounds.day_end_utc', var('anomaly_resolution_window_hours')) }}
             as is_resolution_settled
     from day_bounds
     cross join coverage

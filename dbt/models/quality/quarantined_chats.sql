@@ -42,7 +42,7 @@ final as (
 
     select
         nullif(quarantined_versions.resolution_key, '') as chat_id,
-        quarantined_versions.quarantine_reasons[1] as reason,
+        {{ first_element('quarantined_versions.quarantine_reasons') }} as reason,
         quarantined_versions.quarantine_reasons as reasons,
         staged_chats.raw_id,
         staged_chats.raw_chat_category_id,

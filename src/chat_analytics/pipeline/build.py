@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from chat_analytics import duck, resources
+from chat_analytics.engine import DEFAULT_ENGINE, resolve_engine
 from chat_analytics.paths import DBT_PROJECT_DIR, Home, UserError
+from chat_analytics.pipeline import spark
 from chat_analytics.pipeline.build_record import start_build
 from chat_analytics.pipeline.faults import fault_point
 from chat_analytics.pipeline.warehouse import raw_state
@@ -91,7 +93,7 @@ def _require_raw_tables(home: Home) -> str | None:
     return state
 
 
-def preload_dbt() -> threading.Thread:
+def preload_dbt(engine: str = DEFAULT_ENGINE) -> threading.Thread:
     """Start importing dbt in a background thread and return it.
 
     Importing dbt costs about 2 s of CPU, nearly all pure Python. `chat-analytics run` starts this
@@ -99,22 +101,31 @@ def preload_dbt() -> threading.Thread:
     or more cores the import overlaps the ingest. Harmless when it fails: `build` imports dbt again and
     reports the real error. Not a daemon thread, so the interpreter never exits half-way through it.
     """
-    thread = threading.Thread(target=_import_dbt, name="preload-dbt")
+    thread = threading.Thread(target=_import_dbt, args=(engine,), name="preload-dbt")
     thread.start()
     return thread
 
 
-def _import_dbt() -> None:
+def _import_dbt(engine: str = DEFAULT_ENGINE) -> None:
     try:
         # dbtRunner, and the adapter plugin dbt registers at the start of a build
-        for module in ("dbt.cli.main", "dbt.adapters.duckdb"):
+        for module in ("dbt.cli.main", f"dbt.adapters.{engine}"):
             importlib.import_module(module)
     except Exception as exc:  # the build's own import raises it again, where it is reported
         log.debug("preloading dbt failed: %s", exc)
 
 
-def _dbt_args(command: Sequence[str], project: Path) -> list[str]:
-    return [*command, "--project-dir", str(project), "--profiles-dir", str(project)]
+def _dbt_args(command: Sequence[str], project: Path, engine: str = DEFAULT_ENGINE) -> list[str]:
+    args = [*command, "--project-dir", str(project), "--profiles-dir", str(project)]
+    if engine == "spark":
+        # Its own target folder: the manifest the Airflow DAG renders from (and dbt's partial-parse
+        # state) stay DuckDB's.
+        args += ["--target", spark.SPARK_TARGET, "--target-path", spark_target_path(project)]
+    return args
+
+
+def spark_target_path(project: Path) -> str:
+    return str(project / TARGET / spark.SPARK_TARGET)
 
 
 def _invoke(args: list[str]) -> Any:
@@ -153,13 +164,18 @@ def build(
     full_refresh: bool = False,
     unit_tests: bool = False,
     project_dir: Path = DBT_PROJECT_DIR,
+    engine: str | None = None,
 ) -> BuildExit:
     """Run `dbt build` on the home's warehouse; 0 when nothing failed at error severity, else 1 (with
     the failing nodes and dbt's messages, see BuildExit).
 
     Models and data tests always run; dbt unit tests only with `unit_tests` (development and CI).
     `project_dir` is the dbt project (and profile) to run: the repository's, unless a test runs a copy.
+    `engine`: `duckdb` or `spark` (default: $CHAT_ANALYTICS_ENGINE, else duckdb; pipeline.spark).
     """
+    engine = resolve_engine(engine)
+    if engine == "spark":
+        log.info("Spark engine: %s", spark.require_java())
     warehouse = home.warehouse
     if not warehouse.is_file():
         raise UserError(f"no warehouse at {warehouse}: run `chat-analytics ingest` first")
@@ -172,16 +188,30 @@ def build(
     # process (Cosmos sets the DAG's in os.environ when it runs dbt in-process).
     for name in ("DBT_RESOURCE_TYPES", "DBT_EXCLUDE_RESOURCE_TYPES"):
         os.environ.pop(name, None)
+    if not full_refresh and spark.engine_switched(home, engine):
+        log.info(
+            "the last build of this home ran on %s: rebuilding in full on %s", spark.last_engine(home), engine
+        )
+        full_refresh = True
+    if engine == "spark":
+        os.environ.update(spark.dbt_env(home))
+        spark.sync_bronze(home)
+        if unit_tests:
+            log.warning("dbt unit tests run on DuckDB only (`make test`); skipped on Spark")
+            unit_tests = False
     command = ["build", *(["--full-refresh"] if full_refresh else [])]
     if not unit_tests:
         command += ["--exclude-resource-type", "unit_test"]
-    write_json = _manifest_is_stale(project_dir)
+    # A Spark build writes its artefacts to its own target folder, always (they are what import reads).
+    write_json = engine == "spark" or _manifest_is_stale(project_dir)
     command.append("--write-json" if write_json else "--no-write-json")
     log.info(
         "dbt build%s%s on %s",
         " --full-refresh" if full_refresh else "",
         " --unit-tests" if unit_tests else "",
-        warehouse,
+        f"Spark ({spark.spark_dir(home)}), models copied into {warehouse}"
+        if engine == "spark"
+        else warehouse,
     )
     # Before dbt touches any model: until this build finishes, publish refuses (a killed build
     # leaves `running` behind, never the previous build's green outcome).
@@ -192,7 +222,7 @@ def build(
     )
     fault_point("build:after-start")
     started = time.monotonic()
-    outcome = _invoke(_dbt_args(command, project_dir))
+    outcome = _invoke(_dbt_args(command, project_dir, engine))
     elapsed = time.monotonic() - started
 
     record.dbt_version = _dbt_version()
@@ -207,6 +237,17 @@ def build(
         _write_artifact(outcome.result, project_dir / TARGET / "run_results.json")
     record.set_nodes(outcome.result.results)
     summary = record.summary()
+    if engine == "spark" and not summary.failed and outcome.success:
+        # From here the warehouse's models are Spark's: a DuckDB build after this one rebuilds in full.
+        spark.record_engine(home, engine)
+        try:
+            spark.import_models(home, Path(spark_target_path(project_dir)))
+        except Exception as exc:  # the marts did not reach the warehouse: this build failed
+            log.error("copying Spark's models into %s failed: %s", warehouse, exc)
+            record.error = f"copying Spark's models into the warehouse failed: {duck.first_line(exc)}"
+            record.finish()
+            record.save(home)
+            return BuildExit(1, [record.error])
     for status, kind, name, message in summary.problems:
         level = logging.WARNING if status == "warn" else logging.ERROR
         first_line = message.splitlines()[0] if message else ""
@@ -222,8 +263,10 @@ def build(
     record.invocation_id = _invocation_id()
     if not outcome.success and not summary.failed:
         record.error = "dbt reported failure"
-    record.set_freshness(_report_freshness(project_dir, write_json=write_json))
+    record.set_freshness(_report_freshness(project_dir, write_json=write_json, engine=engine))
     record.finish()
+    if not summary.failed and outcome.success:
+        spark.record_engine(home, engine)
     log.debug("build outcome recorded in %s", record.save(home))
     if not failed:
         return BuildExit(0)
@@ -263,10 +306,10 @@ def _write_artifact(result: Any, path: Path) -> None:
         log.warning("could not write %s: %s", path, exc)
 
 
-def _report_freshness(project: Path, *, write_json: bool = True) -> list[Any]:
+def _report_freshness(project: Path, *, write_json: bool = True, engine: str = DEFAULT_ENGINE) -> list[Any]:
     """Log source freshness of the raw tables; informative only (never changes the exit code)."""
     json_flag = "--write-json" if write_json else "--no-write-json"
-    outcome = _invoke(_dbt_args(["source", "freshness", json_flag], project))
+    outcome = _invoke(_dbt_args(["source", "freshness", json_flag], project, engine))
     results = getattr(outcome.result, "results", None) or []
     if not write_json and outcome.result is not None and hasattr(outcome.result, "write"):
         _write_artifact(outcome.result, project / TARGET / "sources.json")

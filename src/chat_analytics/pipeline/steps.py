@@ -57,12 +57,15 @@ def ingest_step(home: Home, run: PipelineRun, *, build_id: str | None = None) ->
     }
 
 
-def publish_step(home: Home, run: PipelineRun, *, run_id: str | None = None) -> dict[str, object]:
-    """Publish the marts of the newest green build (`PublishRefused` otherwise)."""
+def publish_step(
+    home: Home, run: PipelineRun, *, run_id: str | None = None, engine: str | None = None
+) -> dict[str, object]:
+    """Publish the marts of the newest green build (`PublishRefused` otherwise; also when `engine` is
+    given and the marts were built by another engine)."""
     from chat_analytics.serving.publish import publish
 
     with run.stage("publish"):
-        result = publish(home, run_id=run_id)
+        result = publish(home, run_id=run_id, engine=engine)
     run.record_publish(result)
     return {"database": str(result.database), "rows": result.row_counts}
 

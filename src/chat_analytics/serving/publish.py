@@ -68,6 +68,7 @@ import duckdb
 
 from chat_analytics import duck
 from chat_analytics.dbt_vars import quarantine_reasons
+from chat_analytics.engine import DEFAULT_ENGINE, chosen_engine
 from chat_analytics.paths import (
     BUILD_INFO,
     PROJECT_ROOT,
@@ -83,6 +84,7 @@ from chat_analytics.pipeline.build import release_warehouse
 from chat_analytics.pipeline.build_record import BuildRecord, TestSummary, record_path
 from chat_analytics.pipeline.faults import fault_point
 from chat_analytics.pipeline.lock import pipeline_lock
+from chat_analytics.pipeline.spark import last_engine
 from chat_analytics.pipeline.warehouse import raw_state
 from chat_analytics.serving.publish_delta import (
     DAY_COLUMN,
@@ -137,7 +139,8 @@ create table {_TARGET}.{SCHEMA}.{BUILD_INFO} (
     git_commit varchar,
     dbt_version varchar,
     duckdb_version varchar not null,
-    storage_version varchar not null
+    storage_version varchar not null,
+    engine varchar
 )
 """
 BUILD_INFO_COMMENTS = {
@@ -163,6 +166,7 @@ BUILD_INFO_COMMENTS = {
     "dbt_version": "dbt-core version of the build.",
     "duckdb_version": "DuckDB library version that wrote this file.",
     "storage_version": "DuckDB storage version of this file (readable by every DuckDB at or above it).",
+    "engine": "Engine whose dbt build made these marts: duckdb or spark (README, Scaling out).",
 }
 
 
@@ -193,15 +197,29 @@ def current_release(home: Home) -> Path | None:
     return link.resolve() if link.is_symlink() and link.exists() else None
 
 
-def publish(home: Home, *, run_id: str | None = None, full: bool = False) -> PublishResult:
+def publish(
+    home: Home, *, run_id: str | None = None, full: bool = False, engine: str | None = None
+) -> PublishResult:
     """Publish the marts of the newest build, when it finished green, to `serving/` as a new release.
 
     Incremental from the release readers see when it can be reused; `full` writes everything anew.
     Raises PublishRefused (nothing changed) unless the newest build finished green, UserError for a
-    missing warehouse or a serving folder that cannot be written.
+    missing warehouse or a serving folder that cannot be written. `engine` (else $CHAT_ANALYTICS_ENGINE
+    when set): refuse unless the warehouse's marts were built by that engine.
     """
     with pipeline_lock(home):
+        _require_engine(home, chosen_engine(engine))
         return _publish(home, run_id, full=full)
+
+
+def _require_engine(home: Home, engine: str | None) -> None:
+    built_by = last_engine(home) or DEFAULT_ENGINE
+    if engine is not None and built_by != engine:
+        raise PublishRefused(
+            f"not publishing: the warehouse's marts were built by {built_by}, not {engine}; run "
+            f"`chat-analytics build --engine {engine}` first (or publish without --engine); "
+            f"{home.serving_database} stays as it was"
+        )
 
 
 def _publish(home: Home, run_id: str | None, *, full: bool) -> PublishResult:
@@ -341,7 +359,9 @@ def _write(
                 name: int(_one(con, f"select count(*) from {_TARGET}.{SCHEMA}.{ident(name)}"))
                 for name in marts
             }
-            _write_build_info(con, record, run_id, published_at, row_counts)
+            _write_build_info(
+                con, record, run_id, published_at, row_counts, last_engine(home) or DEFAULT_ENGINE
+            )
             monitoring.publish_tables(con, _SOURCE, _TARGET)  # run/test history, volume anomalies
         con.execute(f"detach {_SOURCE}")
         with _timed("checkpoint"):
@@ -590,6 +610,7 @@ def _write_build_info(
     run_id: str,
     published_at: datetime,
     row_counts: dict[str, int],
+    engine: str,
 ) -> None:
     con.execute(BUILD_INFO_DDL)
     window = con.execute(
@@ -607,7 +628,7 @@ def _write_build_info(
     tests = record.tests()
     con.execute(
         f"insert into {_TARGET}.{SCHEMA}.{BUILD_INFO} values "
-        "(?, ?, ?, ?, ?, ?, ?, map(?, ?), map(?, ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "(?, ?, ?, ?, ?, ?, ?, map(?, ?), map(?, ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             run_id,
             published_at,
@@ -629,6 +650,7 @@ def _write_build_info(
             record.dbt_version or None,
             duckdb.__version__,
             STORAGE_VERSION,
+            engine,
         ],
     )
     table = f"{_TARGET}.{SCHEMA}.{BUILD_INFO}"
