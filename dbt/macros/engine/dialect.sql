@@ -209,3 +209,15 @@
 {% macro incremental_materialization() -%}
     {{ return('incremental' if incremental_models() else 'table') }}
 {%- endmacro %}
+
+{# The top-ten marts are views over category_rankings on DuckDB; on Spark tables, so that their rows can
+    be copied into the warehouse from Spark's files (chat_analytics.pipeline.spark.import_models). #}
+{% macro top_ten_materialization() -%}
+    {{ return(adapter.dispatch('top_ten_materialization', 'chat_analytics')()) }}
+{%- endmacro %}
+{% macro default__top_ten_materialization() -%}
+    {{ return('view') }}
+{%- endmacro %}
+{% macro spark__top_ten_materialization() -%}
+    {{ return('table') }}
+{%- endmacro %}

@@ -2,8 +2,7 @@
     on-run-start: make the `raw` sources readable. On DuckDB they are the warehouse's raw views, written
     by `chat-analytics ingest`: nothing to do. On Spark they are Hive tables over the Parquet bronze
     layer the CLI exports from the warehouse before a build ($CHAT_ANALYTICS_BRONZE_DIR, default
-    <home>/bronze; one file per loaded batch, chat_analytics.pipeline.spark): declared once with the
-    exported columns, their file listing refreshed on every build.
+    <home>/bronze; one file per loaded batch, chat_analytics.pipeline.spark), with the exported columns.
 #}
 {% macro register_raw_sources() -%}
     {{ return(adapter.dispatch('register_raw_sources', 'chat_analytics')()) }}
@@ -29,11 +28,13 @@
     {%- if execute -%}
         {%- do run_query('create database if not exists raw') -%}
         {%- for name, columns in tables.items() -%}
+            {#- External tables (dropping one leaves its files): declared anew on every build, so the
+                location follows the home and the file listing is the current one. -#}
+            {%- do run_query('drop table if exists raw.' ~ name) -%}
             {%- do run_query(
-                'create table if not exists raw.' ~ name ~ ' (' ~ columns ~ ') using parquet '
+                'create table raw.' ~ name ~ ' (' ~ columns ~ ') using parquet '
                 ~ "location '" ~ bronze ~ '/' ~ name ~ "'"
             ) -%}
-            {%- do run_query('refresh table raw.' ~ name) -%}
         {%- endfor -%}
     {%- endif -%}
     select 1

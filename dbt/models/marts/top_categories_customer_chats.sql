@@ -1,3 +1,3 @@
-{{ config(materialized='view') }}
+{{ config(materialized=top_ten_materialization()) }}
 
 {{ top_ten_categories('rank_customer_chats') }}

@@ -271,22 +271,18 @@ def engine_switched(home: Home, engine: str) -> bool:
 
 
 def import_models(home: Home, target_dir: Path) -> int:
-    """Copy the models of PUBLISHED_SCHEMAS from the Spark session of this process into the warehouse,
-    cast to their contract types and with their descriptions; returns the number of models copied."""
-    from pyspark.sql import SparkSession
-
+    """Copy the models of PUBLISHED_SCHEMAS from Spark's tables (their Parquet files under
+    `<home>/spark/warehouse`, no Spark session needed) into the warehouse, cast to their contract types
+    and with their descriptions; returns the number of models copied. All or nothing: one transaction."""
     models = _published_models(target_dir / "manifest.json")
-    spark = SparkSession.builder.getOrCreate()
-    export = spark_dir(home) / "export"
-    _remove(export)
+    tables = spark_dir(home) / "warehouse"
     started = time.monotonic()
     with duck.connect(home.warehouse, home=home) as con:
+        con.execute("set TimeZone = 'UTC'")  # Spark's timestamps are UTC instants; the marts' naive UTC
+        con.execute("begin")
         for model in models:
-            folder = export / model["schema"] / model["name"]
-            frame = spark.table(f"{model['schema']}.{model['name']}")
-            frame.write.mode("overwrite").parquet(str(folder))
-            _load(con, model, folder)
-    _remove(export)
+            _load(con, model, tables / f"{model['schema']}.db" / model["name"])
+        con.execute("commit")
     log.info(
         "%d Spark models copied into %s (%.1f s)", len(models), home.warehouse, time.monotonic() - started
     )
@@ -317,15 +313,10 @@ def _published_models(manifest_path: Path) -> list[dict[str, Any]]:
 
 def _load(con: duckdb.DuckDBPyConnection, model: dict[str, Any], folder: Path) -> None:
     table = sql.qualified(model["schema"], model["name"])
-    described = con.execute(
-        f"describe select * from read_parquet({sql.literal(str(folder / '*.parquet'))})"
-    ).fetchall()
-    selected = []
-    for name, *_ in described:
-        declared = model["columns"].get(name, {}).get("type")
-        selected.append(
-            f"cast({sql.ident(name)} as {declared}) as {sql.ident(name)}" if declared else sql.ident(name)
-        )
+    declared = {name: column["type"] for name, column in model["columns"].items() if column["type"]}
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if not folder.is_dir():
+        raise UserError(f"Spark built no table {model['schema']}.{model['name']} (no folder {folder})")
     con.execute(f"create schema if not exists {sql.ident(model['schema'])}")
     is_view = con.execute(
         "select count(*) from duckdb_views() where database_name = current_database() "
@@ -334,14 +325,24 @@ def _load(con: duckdb.DuckDBPyConnection, model: dict[str, Any], folder: Path) -
     ).fetchone()
     if is_view and is_view[0]:  # DuckDB builds the top-ten marts as views; Spark's rows are copied
         con.execute(f"drop view {table}")
-    con.execute(
-        f"create or replace table {table} as select {', '.join(selected)} "
-        f"from read_parquet({sql.literal(str(folder / '*.parquet'))})"
-    )
+    if files:
+        source = f"read_parquet({sql.literal(str(folder / '*.parquet'))})"
+        found = [row[0] for row in con.execute(f"describe select * from {source}").fetchall()]
+        selected = ", ".join(
+            f"cast({sql.ident(name)} as {declared[name]}) as {sql.ident(name)}"
+            if name in declared
+            else sql.ident(name)
+            for name in found
+        )
+        con.execute(f"create or replace table {table} as select {selected} from {source}")
+    else:  # an empty result: Spark wrote no file; the contract's columns, no rows
+        found = list(declared)
+        columns = ", ".join(f"{sql.ident(name)} {kind}" for name, kind in declared.items())
+        con.execute(f"create or replace table {table} ({columns})")
     if model["description"].strip():
         con.execute(f"comment on table {table} is {sql.literal(model['description'].strip())}")
     for name, column in model["columns"].items():
-        if column["description"].strip() and name in {row[0] for row in described}:
+        if column["description"].strip() and name in found:
             con.execute(
                 f"comment on column {table}.{sql.ident(name)} is {sql.literal(column['description'].strip())}"
             )
