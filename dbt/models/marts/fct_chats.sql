@@ -28,6 +28,8 @@
 -#}
 
 {%- set seq = build_resolution_seq() %}
+{#- The last microsecond of an hour `utc_hour`. #}
+{%- set hour_end = timestamp_from_epoch_us(epoch_us('utc_hour') ~ ' + 3599999999') %}
 
 with
 
@@ -104,7 +106,6 @@ hourly_offsets as (
 
     select
         utc_hour,
-        {%- set hour_end = timestamp_from_epoch_us(epoch_us('utc_hour') ~ ' + 3599999999') %}
         {{ epoch_us(utc_to_local('utc_hour')) }} - {{ epoch_us('utc_hour') }} as utc_offset_us,
         {{ epoch_us(utc_to_local('utc_hour')) }} - {{ epoch_us('utc_hour') }}
         = {{ epoch_us(utc_to_local(hour_end)) }} - {{ epoch_us(hour_end) }} as is_uniform
@@ -118,12 +119,16 @@ localised as (
         categorised.*,
         case
             when created_offsets.is_uniform
-                then {{ timestamp_from_epoch_us(epoch_us('categorised.created_at_utc') ~ ' + created_offsets.utc_offset_us') }}
+                then {{ timestamp_from_epoch_us(
+                    epoch_us('categorised.created_at_utc') ~ ' + created_offsets.utc_offset_us'
+                ) }}
             else {{ utc_to_local('categorised.created_at_utc') }}
         end as created_at_local,
         case
             when resolved_offsets.is_uniform
-                then {{ timestamp_from_epoch_us(epoch_us('categorised.resolved_at_utc') ~ ' + resolved_offsets.utc_offset_us') }}
+                then {{ timestamp_from_epoch_us(
+                    epoch_us('categorised.resolved_at_utc') ~ ' + resolved_offsets.utc_offset_us'
+                ) }}
             else {{ utc_to_local('categorised.resolved_at_utc') }}
         end as resolved_at_local
     from categorised
@@ -147,7 +152,8 @@ final as (
         resolved_at_utc,
         resolved_at_local,
         resolved_at_utc is not null as is_resolved,
-        ({{ epoch_us('resolved_at_utc') }} - {{ epoch_us('created_at_utc') }}) / 3600000000.0 as resolution_hours,
+        ({{ epoch_us('resolved_at_utc') }} - {{ epoch_us('created_at_utc') }})
+        / cast(3600000000 as double) as resolution_hours,
         cast(created_at_local as date) as created_date_local,
         cast(resolved_at_local as date) as resolved_date_local,
         category_id as source_category_id,

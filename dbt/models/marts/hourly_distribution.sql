@@ -60,8 +60,12 @@ grid as (
     select
         weekdays.day_of_week,
         hours.hour_of_day
-    from (values {% for day in range(1, 8) %}({{ day }}){{ ', ' if not loop.last }}{% endfor %}) as weekdays (day_of_week)
-    cross join (values {% for hour in range(24) %}({{ hour }}){{ ', ' if not loop.last }}{% endfor %}) as hours (hour_of_day)
+    from (values (1), (2), (3), (4), (5), (6), (7)) as weekdays (day_of_week)
+    cross join (
+        values
+        (0), (1), (2), (3), (4), (5), (6), (7), (8), (9), (10), (11),
+        (12), (13), (14), (15), (16), (17), (18), (19), (20), (21), (22), (23)
+    ) as hours (hour_of_day)
 
 ),
 
@@ -70,9 +74,13 @@ final as (
     select
         cast(grid.day_of_week as integer) as day_of_week,
         case grid.day_of_week
-            {%- for name in ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'] %}
-                when {{ loop.index }} then '{{ name }}'
-            {%- endfor %}
+            when 1 then 'Monday'
+            when 2 then 'Tuesday'
+            when 3 then 'Wednesday'
+            when 4 then 'Thursday'
+            when 5 then 'Friday'
+            when 6 then 'Saturday'
+            when 7 then 'Sunday'
         end as day_name,
         cast(grid.hour_of_day as integer) as hour_of_day,
         coalesce(cells.chats, 0) as chats,

@@ -107,7 +107,7 @@ training as (
         on
             judged.metric = past.metric
             and judged.day > past.day
-            and past.day >= {{ add_days('judged.day', -7 * var('anomaly_training_weeks')) }}
+            and past.day >= {{ add_days('judged.day', '-7 * ' ~ var('anomaly_training_weeks')) }}
 
 ),
 

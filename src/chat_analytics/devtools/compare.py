@@ -1,12 +1,12 @@
 """Compare two published serving files row for row (the DuckDB and the Spark engine's, issue 15).
 
 Every published table must exist in both with the same columns and types and the same rows as a
-multiset. Floating-point columns are compared rounded to `DIGITS` decimals: the engines sum doubles in
-different orders (DuckDB's `avg` of integers is exact, Spark's accumulates a double), which moves the
-last bits and nothing else. `_build_info` is compared on what describes the data (counts, window, tests),
-not on when or by what it was published; the run and test history of `monitoring` and fct_chats'
-`_resolved_seq` (the number of the home's build that wrote the row) describe the runs, not the data, and
-are left out.
+multiset. Floating-point values may differ by `RELATIVE_TOLERANCE` (of the larger value, or absolutely
+below 1): the engines sum doubles in different orders (DuckDB's `avg` of integers is exact, Spark's
+accumulates a double), which moves the last bits and nothing else. `_build_info` is compared on what
+describes the data (counts, window, tests), not on when or by what it was published; the run and test
+history of `monitoring` and fct_chats' `_resolved_seq` (the number of the home's build that wrote the
+row) describe the runs, not the data, and are left out.
 
 `python -m chat_analytics.devtools.compare A.duckdb B.duckdb` prints the differences (exit 1 if any).
 """
@@ -24,7 +24,7 @@ from chat_analytics.sql import ident, literal
 
 log = logging.getLogger(__name__)
 
-DIGITS = 8
+RELATIVE_TOLERANCE = 1e-9
 SKIPPED = {("monitoring", "run_history"), ("monitoring", "test_history")}
 BUILD_INFO_COMPARED = (
     "first_chat_at_utc", "last_chat_at_utc", "first_chat_date_local", "last_chat_date_local", "row_counts",
@@ -74,11 +74,17 @@ def _rows(con: duckdb.DuckDBPyConnection, key: tuple[str, str], columns: list[tu
     if table == "_build_info":
         columns = [c for c in columns if c[0] in BUILD_INFO_COMPARED]
     columns = [c for c in columns if c[0] not in RUN_COLUMNS]
-    selected = ", ".join(
-        f"round({ident(name)}, {DIGITS}) as {ident(name)}" if data_type in FLOATS else ident(name)
-        for name, data_type in columns
-    )
     name = f"{ident(schema)}.{ident(table)}"
+    exact = [ident(c) for c, data_type in columns if data_type not in FLOATS]
+    floats = [ident(c) for c, data_type in columns if data_type in FLOATS]
+    if not floats:
+        return _exact_rows(con, schema, table, name, ", ".join(exact))
+    return _tolerant_rows(con, schema, table, name, exact, floats)
+
+
+def _exact_rows(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, name: str, selected: str
+) -> list[str]:
     problems = []
     for first, second in (("l", "r"), ("r", "l")):
         query = f"select {selected} from {first}.{name} except all select {selected} from {second}.{name}"
@@ -88,6 +94,33 @@ def _rows(con: duckdb.DuckDBPyConnection, key: tuple[str, str], columns: list[tu
             side = "left" if first == "l" else "right"
             problems.append(f"{schema}.{table}: {extra[0]} row(s) only on the {side}, e.g. {sample}")
     return problems
+
+
+def _tolerant_rows(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, name: str, exact: list[str], floats: list[str]
+) -> list[str]:
+    """Rows paired by their exact columns (and, among rows equal in those, by the order of their floats);
+    a row without a partner, or a float further than RELATIVE_TOLERANCE from its partner's, differs."""
+    partition = f"partition by {', '.join(exact)} " if exact else ""
+    numbered = (
+        f"select *, row_number() over ({partition}order by {', '.join(floats)}) as _pair from {{side}}.{name}"
+    )
+    paired = " and ".join([*(f"a.{c} is not distinct from b.{c}" for c in exact), "a._pair = b._pair"])
+    close = " and ".join(
+        f"(a.{c} is not distinct from b.{c} or coalesce(abs(a.{c} - b.{c}) <= {RELATIVE_TOLERANCE} "
+        f"* greatest(1, abs(a.{c}), abs(b.{c})), false))"
+        for c in floats
+    )
+    query = (
+        f"select a.*, b.* from ({numbered.format(side='l')}) as a "
+        f"full join ({numbered.format(side='r')}) as b on {paired} "
+        f"where a._pair is null or b._pair is null or not ({close})"
+    )
+    differing = con.execute(f"select count(*) from ({query})").fetchone()
+    if not differing or not differing[0]:
+        return []
+    sample = con.execute(f"{query} limit 2").fetchall()
+    return [f"{schema}.{table}: {differing[0]} row(s) differ, e.g. (left, right) {sample}"]
 
 
 def main(argv: list[str] | None = None) -> int:
