@@ -283,3 +283,42 @@ def test_both_engines_walk_category_loops_alike(homes: tuple[Path, Path], tmp_pa
     statuses = {row[0]: row[3] for row in trees["spark"]}
     looping = ("loop-a", "loop-b", "loop-c", "self-loop", "below-loop", "below-below")
     assert {statuses[c] for c in looping} == {"cycle"}
+
+
+def test_bronze_follows_retractions_and_never_reuses_another_warehouse_s_files(tmp_path: Path) -> None:
+    """No Spark needed: the export alone. A retracted file's batch leaves bronze; a warehouse rebuilt
+    from scratch (batch ids reused for other files) gets its own files, never the old ones."""
+    from chat_analytics.paths import Home
+    from chat_analytics.pipeline.spark import sync_bronze
+
+    home = tmp_path / "home"
+    assert cli("generate", "--home", home, "--chats", "300", "--end", "2000-01-10").returncode == 0
+    assert cli("ingest", "--home", home).returncode == 0
+    first = sync_bronze(Home(home))
+    assert (first.written, first.removed) == (11, 0)  # ten chats files and one categories snapshot
+    assert sync_bronze(Home(home)).written == 0
+    assert cli("retract", "--home", home, "chats_2000-01-03.csv").returncode == 0
+    after = sync_bronze(Home(home))
+    assert (after.written, after.removed, after.kept) == (0, 1, 10)
+    rows = "select count(*) from read_parquet('{}/*.parquet')"
+    with duckdb.connect(str(home / "warehouse" / "warehouse.duckdb"), read_only=True) as con:
+        assert (
+            con.execute(rows.format(home / "bronze" / "chats")).fetchone()
+            == con.execute("select count(*) from raw.chats").fetchone()
+        )
+    # The same home, its warehouse rebuilt from other extracts: batch ids 1.. again, other content.
+    shutil.rmtree(home / "warehouse")
+    shutil.rmtree(home / "landing")
+    assert (
+        cli("generate", "--home", home, "--chats", "200", "--end", "2000-01-05", "--seed", "7").returncode
+        == 0
+    )
+    assert cli("ingest", "--home", home).returncode == 0
+    rebuilt = sync_bronze(Home(home))
+    assert (rebuilt.written, rebuilt.kept) == (6, 0)
+    with duckdb.connect(str(home / "warehouse" / "warehouse.duckdb"), read_only=True) as con:
+        exported = con.execute(
+            f"select id, created_at, _batch_id from read_parquet('{home / 'bronze' / 'chats'}/*.parquet') "
+            "except all select id, created_at, _batch_id from raw.chats"
+        ).fetchall()
+    assert exported == []

@@ -44,10 +44,14 @@ def attach(con: duckdb.DuckDBPyConnection, path: Path, alias: str, *, read_only:
         raise open_error(path, exc) from None
 
 
+class Locked(UserError):
+    """The database file is held by another process (DuckDB allows one writer, and a reader blocks it)."""
+
+
 def open_error(path: Path | None, exc: BaseException) -> UserError:
-    """The one message for a DuckDB file that cannot be opened, a locked one in particular."""
+    """The one message for a DuckDB file that cannot be opened, a locked one in particular (`Locked`)."""
     if _LOCKED in str(exc).lower():
-        return UserError(
+        return Locked(
             f"{path} is in use by another process (a build or ingest running?): wait for it to finish "
             "(analysts read serving/, never the pipeline's working warehouse)"
         )

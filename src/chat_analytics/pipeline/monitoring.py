@@ -374,6 +374,7 @@ def _open(home: Home) -> duckdb.DuckDBPyConnection | None:
     """The warehouse with the history tables, waiting for another writer; None when unavailable."""
     import duckdb
 
+    from chat_analytics import duck  # (imported here: the DAG file imports this module at parse time)
     from chat_analytics.pipeline.build import release_warehouse
 
     if not home.warehouse.is_file():  # before the first ingest: the row is written by the next write
@@ -381,19 +382,18 @@ def _open(home: Home) -> duckdb.DuckDBPyConnection | None:
     release_warehouse()  # dbt-duckdb of an in-process Airflow run may still hold the file
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while True:
-        try:
-            con = duckdb.connect(str(home.warehouse))
+        try:  # the one opener: memory cap and spill folder as every other connection to the warehouse
+            con = duck.connect(home.warehouse, home=home)
             break
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                log.warning("cannot open the warehouse for the run history: %s", _first_line(exc))
+        except duck.Locked as exc:
+            if time.monotonic() > deadline:
+                log.warning("cannot open the warehouse for the run history: %s", exc)
                 return None
             time.sleep(0.2)
-        except (OSError, duckdb.Error) as exc:
+        except (OSError, UserError, duckdb.Error) as exc:
             log.warning("cannot open the warehouse for the run history: %s", _first_line(exc))
             return None
     try:
-        con.execute("set enable_progress_bar = false")
         con.execute(ddl())
     except duckdb.Error as exc:
         con.close()

@@ -2,9 +2,10 @@
 
 The raw layer stays DuckDB's: `chat-analytics ingest` keeps every guarantee it has (one loader, rejects
 with reasons, lineage, re-deliveries, retractions), and a Spark build starts by exporting it as a
-Parquet *bronze* layer both engines could read (`<home>/bronze/<entity>/batch_<id>.parquet`, one file
-per loaded batch, written once; files of batches that stopped counting are removed; the small ingest
-manifest is rewritten every time). dbt then builds every model and runs every data test on Spark
+Parquet *bronze* layer both engines could read (`<home>/bronze/<entity>/batch_<id>_<token>.parquet`,
+one file per loaded batch, written once, the token tied to the batch's content and load time; files of
+batches that stopped counting are removed; the small ingest manifest is rewritten every time). dbt then
+builds every model and runs every data test on Spark
 (target `spark` in dbt/profiles.yml: a local session, a Hive catalog in an embedded Derby metastore and
 Parquet tables under `<home>/spark`), with the sources registered over bronze by an on-run-start hook
 (macro `register_raw_sources`). Last, the models analysts and publish read (schemas analytics, quality
@@ -18,6 +19,7 @@ DuckDB build after a Spark build rebuilds in full (`engine_switched`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -25,7 +27,6 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,18 +164,22 @@ def sync_bronze(home: Home) -> BronzeSync:
             folder.mkdir(parents=True, exist_ok=True)
             for stale in folder.glob(".*"):  # a crash's leftovers
                 _remove(stale)
+            # A file's name carries its batch and a token of that batch's content and load time, so a
+            # file left by another warehouse (rebuilt from scratch, batch ids reused) is never taken.
             loaded = {
-                batch
-                for (batch,) in con.execute(
-                    "select batch_id from raw.ingested_files where status = 'loaded' and entity = ?", [entity]
+                batch: f"batch_{batch:012d}_{_token(sha256, finished_at)}.parquet"
+                for batch, sha256, finished_at in con.execute(
+                    "select batch_id, sha256, cast(finished_at as varchar) from raw.ingested_files "
+                    "where status = 'loaded' and entity = ?",
+                    [entity],
                 ).fetchall()
             }
-            present = dict(_batch_files(folder))
-            for batch, path in present.items():
-                if batch not in loaded:
+            wanted = set(loaded.values())
+            for path in folder.glob("batch_*.parquet"):
+                if path.name not in wanted:
                     _remove(path)
                     removed += 1
-            missing = sorted(loaded - present.keys())
+            missing = {batch: name for batch, name in loaded.items() if not (folder / name).is_file()}
             kept += len(loaded) - len(missing)
             if missing:
                 written += _export(con, entity, columns, missing, folder)
@@ -198,18 +203,19 @@ def sync_bronze(home: Home) -> BronzeSync:
     return result
 
 
-def _batch_files(folder: Path) -> Iterator[tuple[int, Path]]:
-    for path in folder.glob("batch_*.parquet"):
-        try:
-            yield int(path.stem.removeprefix("batch_")), path
-        except ValueError:
-            continue
+def _token(sha256: str | None, finished_at: str | None) -> str:
+    return hashlib.sha256(f"{sha256}|{finished_at}".encode()).hexdigest()[:12]
 
 
 def _export(
-    con: duckdb.DuckDBPyConnection, entity: str, columns: tuple[str, ...], batches: list[int], folder: Path
+    con: duckdb.DuckDBPyConnection,
+    entity: str,
+    columns: tuple[str, ...],
+    batches: dict[int, str],
+    folder: Path,
 ) -> int:
-    """One partitioned COPY for all the missing batches, then each file moved into place."""
+    """One partitioned COPY for all the missing batches (id: file name), then each file moved into place.
+    A batch without rows (a header-only file) gets no file."""
     scratch = folder / f".export-{os.getpid()}"
     _remove(scratch)
     batch_list = ", ".join(str(int(b)) for b in batches)
@@ -221,17 +227,17 @@ def _export(
     )
     count = 0
     for part in sorted(scratch.glob("_batch_id=*")):
-        batch = int(part.name.split("=", 1)[1])
+        name = batches[int(part.name.split("=", 1)[1])]
         files = sorted(part.glob("*.parquet"))
         if len(files) == 1:
-            files[0].replace(folder / f"batch_{batch:012d}.parquet")
+            files[0].replace(folder / name)
         else:  # several files for one batch: merged into one
-            target = folder / f".batch_{batch:012d}.parquet"
+            target = folder / f".{name}"
             con.execute(
                 f"copy (select * from read_parquet({sql.literal(str(part))} || '/*.parquet')) "
                 f"to {sql.literal(str(target))} (format parquet, compression zstd)"
             )
-            target.replace(folder / f"batch_{batch:012d}.parquet")
+            target.replace(folder / name)
         count += 1
     _remove(scratch)
     return count
