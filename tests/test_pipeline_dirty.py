@@ -50,3 +50,29 @@ def test_dirty_run_matches_ground_truth_exactly(tmp_path: Path) -> None:
             truth["raw_rows"], truth["valid_chats"], truth["quarantined_rows"],
             truth["collapsed_exact_duplicates"], truth["superseded_versions"], 0,
         )  # fmt: skip
+
+
+def test_chats_at_the_ends_of_time_cost_no_more_than_a_normal_run(tmp_path: Path) -> None:
+    """Two valid rows, one created in year 0001 and one in 9999 (both inside the data contract), stretch
+    the period to 3.65 million days: the marts keep every day, but the monitoring models and the report
+    are bounded (they took minutes and wrote a 464 MB page before)."""
+    home = tmp_path / "home"
+    assert cli("generate", "--home", str(home), "--chats", "300", "--end", "2000-01-10").returncode == 0
+    (home / "landing" / "chats" / "chats_2000-01-11.csv").write_text(
+        "id,chat_category_id,created_at,is_customer_initiated,resolved_at\n"
+        "first,,0001-01-01 00:00:00,true,\n"
+        "last,,9999-12-31 00:00:00,true,9999-12-31 10:00:00\n"
+    )
+    run = cli("run", "--home", str(home))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (home / "serving" / "report.html").stat().st_size < 2_000_000
+    with duckdb.connect(str(home / "warehouse" / "warehouse.duckdb"), read_only=True) as con:
+        days = con.execute("select count(*) from analytics.daily_resolutions").fetchone()[0]
+        assert days > 3_000_000  # the period is what the data says
+        monitored = con.execute("select count(*), max(day) from monitoring.volume_daily_metrics").fetchone()
+        assert monitored[0] <= 731 + 7 * 8 + 1 and str(monitored[1]) == "9999-12-31"
+        local = con.execute(
+            "select created_at_local from analytics.fct_chats where chat_id in ('first', 'last') order by 1"
+        ).fetchall()
+        # Outside the hourly offset table (1970-2100): converted row by row, local mean time in year 1.
+        assert [str(t) for (t,) in local] == ["0001-01-01 09:39:52", "9999-12-31 11:00:00"]

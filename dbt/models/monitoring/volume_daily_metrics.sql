@@ -1,6 +1,6 @@
 {#-
     One row per Melbourne local day from the first to the last chat creation day (days without chats
-    included): the day's volumes and whether the data window covers the whole day. A day is complete
+    included; at most the newest `anomaly_history_days` plus the training weeks): the day's volumes and whether the data window covers the whole day. A day is complete
     when the first chat created (UTC) is at or before its local midnight and the last chat created is at
     or after the next local midnight: the partial first and last days of an extract are not complete.
     The day's resolved share counts resolutions within `anomaly_resolution_window_hours` of creation and
@@ -40,9 +40,17 @@ coverage as (
 
 ),
 
+{# The newest `anomaly_history_days` days and their training weeks (volume_bands): the cost stays bounded
+    whatever the data's span (one hostile chat dated year 0001 or 9999 would otherwise ask for every day
+    in between). #}
 calendar as (
 
-    select {{ date_series('first_day', 'last_day') }} as day
+    select
+        {{ date_series(
+            "greatest(first_day, " ~ add_days('last_day', '-(' ~ var('anomaly_history_days')
+                ~ ' + 7 * ' ~ var('anomaly_training_weeks') ~ ')') ~ ")",
+            'last_day'
+        ) }} as day
     from coverage
 
 ),

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 LOCAL_TZ = local_timezone()
 TOP_N = 10
+CHART_DAYS = 731  # at most two years of daily bars (the newest)
 TITLE = "Customer-support chats"
 DASH = "\u2013"  # en dash: "no value" and date ranges
 _DB = "published"
@@ -53,6 +54,7 @@ class Figures:
     median_per_day: float | None = None
     days_counted: int = 0
     days: list[charts.Day] = field(default_factory=list)
+    days_in_period: int = 0  # rows of daily_resolutions; the chart shows at most CHART_DAYS of them
     lowest: charts.Day | None = None
     highest: charts.Day | None = None
     cells: dict[tuple[int, int], tuple[int, float | None]] = field(default_factory=dict)
@@ -128,9 +130,12 @@ def _figures(con: duckdb.DuckDBPyConnection) -> Figures:
     median = _rows(con, "select median_per_day, days_counted from @customer_resolutions_median")
     if median:
         figures.median_per_day, figures.days_counted = median[0]["median_per_day"], median[0]["days_counted"]
-    figures.days = [
+    figures.days_in_period = int(_rows(con, "select count(*) as n from @daily_resolutions")[0]["n"])
+    figures.days = [  # the newest CHART_DAYS: a chat dated year 9999 must not make a page of millions of bars
         charts.Day(r["resolution_date"], int(r["chats_resolved"]), int(r["customer_initiated_resolved"]))
-        for r in _rows(con, "select * from @daily_resolutions order by resolution_date")
+        for r in reversed(
+            _rows(con, "select * from @daily_resolutions order by resolution_date desc limit ?", [CHART_DAYS])
+        )
     ]
     for r in _rows(con, "select * from @resolution_extremes"):
         day = charts.Day(r["resolution_date"], int(r["chats_resolved"]), 0)
@@ -205,6 +210,12 @@ def render(f: Figures) -> str:
         subtitle=subtitle,
         cards=_cards(f),
         daily_chart=Markup(charts.daily_chart(f.days, f.lowest, f.highest)),
+        daily_note=(
+            f" The chart shows the newest {len(f.days):,} of {f.days_in_period:,} days; all of them are in "
+            "daily_resolutions."
+            if f.days_in_period > len(f.days)
+            else ""
+        ),
         heatmap=Markup(charts.heatmap(f.cells)),
         categories=[
             {"title": title, "note": note, "panels": _category_panels(f, kind)}
