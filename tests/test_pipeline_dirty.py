@@ -68,7 +68,7 @@ def test_chats_at_the_ends_of_time_cost_no_more_than_a_normal_run(tmp_path: Path
     assert (home / "serving" / "report.html").stat().st_size < 2_000_000
     with duckdb.connect(str(home / "warehouse" / "warehouse.duckdb"), read_only=True) as con:
         days = con.execute("select count(*) from analytics.daily_resolutions").fetchone()[0]
-        assert days > 3_000_000  # the period is what the data says
+        assert days > 2_900_000  # 2000 to 9999: the period is what the data says
         monitored = con.execute("select count(*), max(day) from monitoring.volume_daily_metrics").fetchone()
         assert monitored[0] <= 731 + 7 * 8 + 1 and str(monitored[1]) == "9999-12-31"
         local = con.execute(
