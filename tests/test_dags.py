@@ -391,10 +391,13 @@ def test_dag_run_builds_the_same_marts_as_the_cli(
     published = Home(dag_home).serving / "analytics.duckdb"
     assert published.is_file() and (Home(dag_home).serving / "report.html").is_file()
     with duckdb.connect(str(published), read_only=True) as con:
-        info = "select run_id, tests_error from analytics._build_info"
-        run_id, errors = con.execute(info).fetchone()
+        info = "select run_id, tests_error, engine from analytics._build_info"
+        run_id, errors, engine = con.execute(info).fetchone()
         rows = con.execute("select count(*) from analytics.fct_chats").fetchone()[0]
     assert run_id == dag_run.run_id and errors == 0
+    # the green build recorded its engine: a Spark build after it rebuilds in full
+    assert engine == "duckdb"
+    assert json.loads((Home(dag_home).warehouse_dir / "engine.json").read_text()) == {"engine": "duckdb"}
     assert rows == len(dag_marts["fct_chats"])
     # ... and both published files count the same tests
     assert _test_counts(published) == _test_counts(Home(cli_home).serving / "analytics.duckdb")
