@@ -15,6 +15,14 @@ handled), unattended. One run at a time; no catch-up of missed days: each run lo
    (astronomer-cosmos `ExecutionMode.WATCHER`): a failed model or test is the red task.
 4. `publish` (the marts to `serving/`, only after a green build) and `report` (`serving/report.html`).
 
+**Engine.** dbt builds on DuckDB (the default) or on a local Spark session, as chosen by
+`CHAT_ANALYTICS_ENGINE` (`duckdb` or `spark`) in the environment of the Airflow processes when this file
+is parsed. The tasks are the same for both. On Spark the build task also exports the raw layer as
+Parquet (`bronze/`) before its `dbt build --target spark` and copies Spark's models into the warehouse
+after it, so `publish` and `report` are unchanged. Spark starts a JVM (10-40 s) and its Derby metastore
+admits one process at a time, so only the build task runs dbt: one JVM per run, while the model and test
+tasks only read what the build reported. A build after one on the other engine rebuilds in full.
+
 **Severities.** An error-severity test failure fails the build task and that model's tests task, and
 stops everything that depends on that model; a warn-severity finding is logged (`WARNING ...` lines)
 and the run goes on.
@@ -53,6 +61,7 @@ os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
 
 from airflow.sdk import DAG, CronTriggerTimetable
 
+from chat_analytics.engine import ENGINE_ENV, resolve_engine
 from chat_analytics.orchestration import tasks
 from chat_analytics.orchestration.airflow_setup import PIPELINE_TIMEZONE, pipeline_home
 from chat_analytics.orchestration.alerts import task_failure_alert
@@ -64,6 +73,8 @@ TIMEZONE = PIPELINE_TIMEZONE  # the dbt var `local_timezone`: Australia/Melbourn
 SCHEDULE = "0 6 * * *"  # 06:00 local time, every day
 
 home = str(pipeline_home())
+# The engine of dbt, chosen by the environment of the Airflow processes when this file is parsed.
+engine = resolve_engine()
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "data-platform",
@@ -78,8 +89,9 @@ DEFAULT_ARGS: dict[str, Any] = {
 
 with DAG(
     dag_id=DAG_ID,
-    description="Daily 06:00 Melbourne: ingest, build and test every dbt model, publish, report",
-    doc_md=__doc__,
+    description="Daily 06:00 Melbourne: ingest, build and test every dbt model, publish, report"
+    + ("" if engine == "duckdb" else f" (dbt on {engine})"),
+    doc_md=f"{__doc__}\n**Engine of this deployment: `{engine}`** (`{ENGINE_ENV}`).\n",
     # No start_date: the first scheduled run is the next 06:00 after the DAG is unpaused (no surprise run
     # for a past morning); afterwards catchup=False runs only the latest missed morning.
     schedule=CronTriggerTimetable(SCHEDULE, timezone=TIMEZONE, run_immediately=timedelta(0)),
@@ -87,14 +99,14 @@ with DAG(
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=6),
     default_args=DEFAULT_ARGS,
-    tags=["chat-analytics", "dbt", "duckdb", "daily"],
+    tags=["chat-analytics", "dbt", engine, "daily"],
     # the run's row in monitoring.run_history ends, and the success or failure message goes out
     on_success_callback=functools.partial(airflow_run_finished, home, True),
     on_failure_callback=functools.partial(airflow_run_finished, home, False),
 ) as dag:
     ingest = tasks.ingest(home)
-    dbt = dbt_task_group(home)
-    publish = tasks.publish(home)
+    dbt = dbt_task_group(home, engine)
+    publish = tasks.publish(home, engine)
     report = tasks.report(home)
 
     ingest >> dbt >> publish >> report

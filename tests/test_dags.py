@@ -262,6 +262,75 @@ def test_schedule_retries_timeout_alerts_and_docs(bag: Any) -> None:
     assert {r.in_timezone("Australia/Melbourne").hour for r in runs} == {6}
 
 
+def test_on_spark_the_same_tasks_and_one_build_on_the_spark_target(
+    bag: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CHAT_ANALYTICS_ENGINE=spark when the DAG file is parsed: DuckDB's tasks, pools and dependencies, the
+    one build on dbt's `spark` target (tests/test_dag_spark.py runs it)."""
+    from cosmos.operators.watcher import DbtProducerWatcherOperator
+
+    from chat_analytics.pipeline.spark import BRONZE_DIR_ENV, SPARK_DIR_ENV
+
+    on_duckdb = bag.dags[PIPELINE]
+    monkeypatch.setenv("CHAT_ANALYTICS_ENGINE", "spark")
+    home = tmp_path / "home"
+    dag = _dagbag(home, monkeypatch).dags[PIPELINE]
+
+    def shape(d: Any) -> dict[str, tuple[str, list[str], int]]:
+        return {t.task_id: (t.pool, sorted(t.upstream_task_ids), t.retries) for t in d.tasks}
+
+    assert shape(dag) == shape(on_duckdb)
+    assert [t.task_id for t in dag.tasks if isinstance(t, DbtProducerWatcherOperator)] == [DBT_BUILD_TASK]
+    build = dag.get_task(DBT_BUILD_TASK)
+    assert build.profile_config.target_name == "spark"
+    assert on_duckdb.get_task(DBT_BUILD_TASK).profile_config.target_name == "local"
+    assert build.env[SPARK_DIR_ENV] == str(home / "spark")
+    assert build.env[BRONZE_DIR_ENV] == str(home / "bronze")
+    assert build.env["DBT_EXCLUDE_RESOURCE_TYPES"] == "unit_test"
+    assert "spark" in dag.tags and "duckdb" not in dag.tags and "duckdb" in on_duckdb.tags
+    assert "Engine of this deployment: `spark`" in dag.doc_md and "on spark" in dag.description
+
+
+def test_a_build_after_the_other_engine_rebuilds_in_full_and_only_a_green_one_is_adopted(
+    tmp_path: Path,
+) -> None:
+    """The build task's hooks (chat_analytics.orchestration.engines), without dbt: `--full-refresh` after
+    the other engine's build; the engine recorded after a green build only; a failed copy of Spark's
+    models fails the task and goes into the build record, so publish refuses."""
+    from types import SimpleNamespace
+
+    from chat_analytics.orchestration.engines import dbt_build_ended, dbt_build_starts
+    from chat_analytics.pipeline.build_record import BuildRecord, start_build
+    from chat_analytics.pipeline.spark import last_engine, record_engine
+
+    home = Home(tmp_path / "home")
+    home.warehouse_dir.mkdir(parents=True)
+    for last, rebuilt in (("spark", True), ("duckdb", False)):
+        record_engine(home, last)
+        start_build(home, "run-1")
+        task = SimpleNamespace(full_refresh=False)
+        dbt_build_starts(str(home.root), "duckdb", {"run_id": "run-1", "task": task})
+        assert task.full_refresh is rebuilt, last
+
+    def built(status: str) -> None:
+        record = BuildRecord.load(home)
+        node = SimpleNamespace(unique_id="model.chat_analytics.fct_chats")
+        record.set_nodes([SimpleNamespace(node=node, status=status, message="", failures=None)])
+        record.save(home)
+
+    record_engine(home, "spark")
+    built("error")
+    dbt_build_ended(str(tmp_path), home=str(home.root), engine="duckdb")
+    assert last_engine(home) == "spark"  # a failed build: the warehouse's models are still Spark's
+    built("success")
+    dbt_build_ended(str(tmp_path), home=str(home.root), engine="duckdb")
+    assert last_engine(home) == "duckdb"
+    with pytest.raises(FileNotFoundError):  # no manifest: Spark's models cannot be copied
+        dbt_build_ended(str(tmp_path / "no-project"), home=str(home.root), engine="spark")
+    record = BuildRecord.load(home)
+    assert record.error and record.error.startswith("copying Spark's models into the warehouse failed")
+
+
 # ----------------------------------------------------------------------------------------------------
 # whole runs
 
@@ -322,10 +391,13 @@ def test_dag_run_builds_the_same_marts_as_the_cli(
     published = Home(dag_home).serving / "analytics.duckdb"
     assert published.is_file() and (Home(dag_home).serving / "report.html").is_file()
     with duckdb.connect(str(published), read_only=True) as con:
-        info = "select run_id, tests_error from analytics._build_info"
-        run_id, errors = con.execute(info).fetchone()
+        info = "select run_id, tests_error, engine from analytics._build_info"
+        run_id, errors, engine = con.execute(info).fetchone()
         rows = con.execute("select count(*) from analytics.fct_chats").fetchone()[0]
     assert run_id == dag_run.run_id and errors == 0
+    # the green build recorded its engine: a Spark build after it rebuilds in full
+    assert engine == "duckdb"
+    assert json.loads((Home(dag_home).warehouse_dir / "engine.json").read_text()) == {"engine": "duckdb"}
     assert rows == len(dag_marts["fct_chats"])
     # ... and both published files count the same tests
     assert _test_counts(published) == _test_counts(Home(cli_home).serving / "analytics.duckdb")

@@ -5,6 +5,12 @@ freshness first, unit tests left out as in `chat-analytics build`) in the wareho
 model and one per model's tests mirror what the build reported for that node, so the UI shows each
 model's outcome without a dbt invocation (and a DuckDB writer) per task. Warnings go to the alert
 callback; every dbt result is merged into the build record that `publish` checks.
+
+The same group runs either engine (chat_analytics.orchestration.engines): the build runs on the engine's
+dbt target, and on Spark its task also exports the bronze layer first and copies Spark's models into
+the warehouse last, so the one JVM of the run is that task's. Cosmos runs every dbt command in a
+temporary copy of the project, so a Spark build never touches the DuckDB manifest in `dbt/target/` the
+DAG renders from (the command line needs `--target-path` for that; the DAG does not).
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ from cosmos.constants import (
 )
 
 from chat_analytics import resources
+from chat_analytics.engine import DEFAULT_ENGINE
 from chat_analytics.orchestration.airflow_setup import MANIFEST, POOL, WAREHOUSE_ENV, stale_dbt_inputs
 from chat_analytics.orchestration.alerts import cosmos_warning_alert, dbt_warning_alert, warn_findings
+from chat_analytics.orchestration.engines import dbt_build_ended, dbt_build_starts, dbt_env, dbt_target
 from chat_analytics.orchestration.tasks import dbt_task_starts
 from chat_analytics.paths import DBT_PROJECT_DIR, Home
 from chat_analytics.pipeline.build_record import record_cosmos_freshness, record_cosmos_results
@@ -79,8 +87,8 @@ def _freshness_checked(
     return []
 
 
-def dbt_task_group(home_dir: str | Path) -> DbtTaskGroup:
-    """The `dbt` task group on the home folder `home_dir` (call inside a `DAG` context)."""
+def dbt_task_group(home_dir: str | Path, engine: str = DEFAULT_ENGINE) -> DbtTaskGroup:
+    """The `dbt` task group on the home folder `home_dir`, building on `engine` (inside a `DAG` context)."""
     check_manifest()
     home = Home(Path(home_dir))
     return DbtTaskGroup(
@@ -94,13 +102,14 @@ def dbt_task_group(home_dir: str | Path) -> DbtTaskGroup:
             env_vars={
                 WAREHOUSE_ENV: str(home.warehouse),
                 **resources.dbt_env(home),
+                **dbt_env(home, engine),
                 **DBT_SKIP_UNIT_TESTS,
             },
             install_dbt_deps=False,  # no dbt packages: never needs the network
         ),
         profile_config=ProfileConfig(
             profile_name="chat_analytics",
-            target_name="local",
+            target_name=dbt_target(engine),
             profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml",
         ),
         # One `dbt build` (the producer task, in the warehouse pool) runs every model and data test; one
@@ -114,6 +123,8 @@ def dbt_task_group(home_dir: str | Path) -> DbtTaskGroup:
                 "freshness_callback": functools.partial(_freshness_checked, str(home.root)),
                 # A retry of the producer never re-runs dbt (Cosmos skips it): its failure must stay.
                 "retries": 0,
+                # the record says running; a switch of engine rebuilds in full; Spark's bronze layer
+                "pre_execute": functools.partial(dbt_build_starts, str(home.root), engine),
             },
         ),
         render_config=RenderConfig(
@@ -130,8 +141,13 @@ def dbt_task_group(home_dir: str | Path) -> DbtTaskGroup:
             "retries": 0,
             # Every dbt invocation merges its results into <home>/warehouse/last_build.json, which
             # `publish` reads to refuse publishing after an error-severity failure, and logs its
-            # warn-severity findings (the `on_warning_callback` below is not called by the build).
-            "callback": [record_cosmos_results, cosmos_warning_alert],
+            # warn-severity findings (the `on_warning_callback` below is not called by the build); a
+            # green build's models become the engine's (on Spark: copied into the warehouse).
+            "callback": [
+                record_cosmos_results,
+                cosmos_warning_alert,
+                functools.partial(dbt_build_ended, engine=engine),
+            ],
             "callback_args": {"home": str(home.root)},
             # ... and marks the build running before it touches a model (a re-run task included)
             "pre_execute": functools.partial(dbt_task_starts, str(home.root)),

@@ -14,6 +14,7 @@ from typing import Any
 from airflow.sdk import TriggerRule, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from chat_analytics.engine import DEFAULT_ENGINE
 from chat_analytics.orchestration.airflow_setup import MANIFEST, POOL
 from chat_analytics.paths import Home, UserError
 from chat_analytics.pipeline.build_record import ensure_running, finish_cosmos_build
@@ -56,8 +57,9 @@ def ingest(home_dir: str) -> dict[str, int]:
     doc_md="Copy the `analytics` marts to `serving/analytics.duckdb` and `serving/parquet/` (atomic rename), "
     "only when no dbt test failed at error severity (`chat-analytics publish`).",
 )
-def publish(home_dir: str) -> dict[str, Any]:
-    """Finish this run's build record, then publish its marts; refuse (no retry) unless it is green."""
+def publish(home_dir: str, engine: str = DEFAULT_ENGINE) -> dict[str, Any]:
+    """Finish this run's build record, then publish its marts; refuse (no retry) unless it is green and
+    its marts were built by `engine` (the DAG's)."""
     from chat_analytics.serving.publish import PublishRefused
 
     home, run_id = Home(Path(home_dir)), get_current_context()["run_id"]
@@ -66,7 +68,7 @@ def publish(home_dir: str) -> dict[str, Any]:
             finish_cosmos_build(home, run_id, expected=dbt_nodes())
             run = airflow_run(home, get_current_context())
             run.record_build()  # the build's test results into monitoring.test_history
-            return publish_step(home, run, run_id=run_id)
+            return publish_step(home, run, run_id=run_id, engine=engine)
         except PublishRefused as exc:
             raise AirflowFailException(str(exc)) from None
         except UserError as exc:  # the record is another build's: retrying cannot help
