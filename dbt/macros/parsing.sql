@@ -103,7 +103,9 @@
             + case when length({{ parts }}.zone) > 3 then cast(substr({{ parts }}.zone, -2, 2) as int) else 0 end)
     {%- endset -%}
     {#- (bigint: minutes times 60,000,000 overflows Spark's int) -#}
-    {%- set shifted = "timestamp_micros(unix_micros(" ~ local ~ ") - cast(" ~ offset_minutes ~ " as bigint) * 60000000)" -%}
+    {%- set shifted =
+        "timestamp_micros(unix_micros(" ~ local ~ ") - cast(" ~ offset_minutes ~ " as bigint) * 60000000)"
+    -%}
     case
         when {{ parts }}.date_time = '' or {{ parts }}.date_time < '0001' then null
         when {{ parts }}.zone in ('', 'Z') then {{ local }}
