@@ -14,6 +14,8 @@
 
 {% macro spark__register_raw_sources() -%}
     {%- set bronze = env_var('CHAT_ANALYTICS_BRONZE_DIR', env_var('CHAT_ANALYTICS_HOME', 'data') ~ '/bronze') -%}
+    {#- a Spark string literal: backslashes and quotes of the path escaped -#}
+    {%- set bronze = bronze | replace('\\', '\\\\') | replace("'", "\\'") -%}
     {%- set lineage = '_batch_id bigint, _source_file string, _source_sha256 string, _extract_date date, '
         ~ '_line_number bigint, _ingested_at timestamp' -%}
     {%- set tables = {
