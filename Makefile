@@ -78,7 +78,7 @@ clean: ## remove the environment, data, dbt artefacts and caches
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # ---- serving: the published database, the report, dbt docs (docs/serving.md) -------------------------
-.PHONY: query docs browser assets bench
+.PHONY: query docs browser assets bench bench-spark
 
 PUBLISHED   = $(CHAT_ANALYTICS_HOME)/serving/analytics.duckdb
 ASSETS_HOME ?= $(CURDIR)/data/assets-sample
@@ -118,3 +118,7 @@ assets: setup browser ## redraw assets/: architecture diagram (needs Graphviz), 
 BENCH_ARGS ?=
 bench: setup ## time generate/ingest/build/publish/run per size against a plain-SQL floor (bench/results/)
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
+BENCH_SPARK_ARGS ?=
+bench-spark: setup ## Spark engine vs DuckDB at 1 M and 10 M chats: builds, start-up cost, crossover (bench/results/)
+	$(BIN)/python bench/spark_engine.py $(BENCH_SPARK_ARGS)

@@ -53,8 +53,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -174,21 +174,53 @@ class Child:
     returncode: int
     stdout: str
     stderr: str
+    tree_peak_mb: float = 0.0  # with watch_tree: the child and all its descendants, polled
 
 
-def child(args: list[str], env: dict[str, str] | None = None) -> Child:
-    """Run a child process to its end: wall seconds, peak resident memory (wait4's rusage), output."""
+def child(args: list[str], env: dict[str, str] | None = None, *, watch_tree: bool = False) -> Child:
+    """Run a child process to its end: wall seconds, peak resident memory (wait4's rusage), output.
+
+    wait4 counts only the descendants the child reaps itself: a JVM that pyspark starts (the Spark
+    engine) is not among them. `watch_tree` also polls the summed resident memory of the child and all
+    its descendants every 0.2 s (Child.tree_peak_mb)."""
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.PIPE, env=env)
         assert process.stderr is not None
-        stderr = process.stderr.read()  # to its end, then reap the child ourselves for its rusage
+        pid = process.pid
+        with polled_peak(lambda: tree_rss_mb(pid)) if watch_tree else nullcontext([0.0]) as tree:
+            stderr = process.stderr.read()  # to its end, then reap the child ourselves for its rusage
         _, status, usage = os.wait4(process.pid, 0)
         out.seek(0)
         stdout = out.read()
     seconds = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
-    return Child(seconds, usage.ru_maxrss / 1024, code, stdout.decode(), stderr.decode(errors="replace"))
+    return Child(
+        seconds, usage.ru_maxrss / 1024, code, stdout.decode(), stderr.decode(errors="replace"), tree[0]
+    )
+
+
+def tree_rss_mb(root: int) -> float:
+    """Resident MB of process `root` and all its descendants, from /proc (0 when it is gone)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # a process that ended while listing
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree, grew = {root}, True
+    while grew:
+        found = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= found
+        grew = bool(found)
+    pages = 0
+    for pid in tree:
+        try:
+            pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1024**2  # MB as wait4's figures: ru_maxrss KB / 1024
 
 
 def timed(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -239,18 +271,17 @@ def floor_sql(home: Path, spill: Path, variant: variants.Variant | None = None) 
 
 
 @contextmanager
-def folder_peak(folder: Path) -> Iterator[list[float]]:
-    """Poll the size of `folder` while the block runs; the list holds its peak in MB afterwards."""
+def polled_peak(measure: Callable[[], float | None]) -> Iterator[list[float]]:
+    """Call `measure` every 0.2 s while the block runs; the list holds the peak of its values afterwards
+    (a None, a reading that failed, is skipped)."""
     peak = [0.0]
     stop = threading.Event()
 
     def poll() -> None:
         while not stop.wait(0.2):
-            try:
-                size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-            except OSError:  # a file went away while listing
-                continue
-            peak[0] = max(peak[0], size / 1e6)
+            value = measure()
+            if value is not None:
+                peak[0] = max(peak[0], value)
 
     thread = threading.Thread(target=poll, daemon=True)
     thread.start()
@@ -259,6 +290,18 @@ def folder_peak(folder: Path) -> Iterator[list[float]]:
     finally:
         stop.set()
         thread.join()
+
+
+def folder_peak(folder: Path) -> AbstractContextManager[list[float]]:
+    """Poll the size of `folder` while the block runs; the list holds its peak in MB afterwards."""
+
+    def size_mb() -> float | None:
+        try:
+            return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+        except OSError:  # a file went away while listing
+            return None
+
+    return polled_peak(size_mb)
 
 
 def floor_run(
